@@ -1,0 +1,1 @@
+"""FlashSight's wire protocol: OpenAI chat schemas, the error body and SSE framing."""

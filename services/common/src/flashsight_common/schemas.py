@@ -1,0 +1,260 @@
+"""OpenAI chat-completions wire models shared by the gateway and the model services.
+
+Only the subset FlashSight serves is modelled strictly; unknown top-level fields that
+OpenAI clients commonly send (``frequency_penalty``, ``user``, ...) are accepted and
+ignored so that unmodified SDKs work. Content parts are parsed through a dispatch table
+so that an unsupported part type gets an error naming the supported ones.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_MAX_TOKENS = 512
+
+
+class TextPart(BaseModel):
+    """A ``{"type": "text"}`` content part."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ImageURL(BaseModel):
+    """The ``image_url`` object of an image part."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    """A ``{"type": "image_url"}`` content part (``data:`` or ``https://`` URL)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["image_url"] = "image_url"
+    image_url: ImageURL
+
+    @field_validator("image_url", mode="before")
+    @classmethod
+    def _accept_bare_string(cls, value: Any) -> Any:
+        # Some clients send {"image_url": "data:..."}; accept it as the URL.
+        return {"url": value} if isinstance(value, str) else value
+
+
+ContentPart = TextPart | ImagePart
+
+# Dispatch table: content-part ``type`` → model. The error for an unknown type lists the keys.
+CONTENT_PART_TYPES: dict[str, type[BaseModel]] = {"text": TextPart, "image_url": ImagePart}
+
+
+def parse_content_part(raw: Any) -> ContentPart:
+    """Parse one content part, naming the supported types when the type is unknown."""
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    if not isinstance(raw, dict):
+        raise ValueError("each content part must be an object with a 'type' field")
+    part_type = raw.get("type")
+    model = CONTENT_PART_TYPES.get(part_type) if isinstance(part_type, str) else None
+    if model is None:
+        supported = ", ".join(repr(t) for t in CONTENT_PART_TYPES)
+        raise ValueError(f"unsupported content part type {part_type!r}; supported types: {supported}")
+    return model.model_validate(raw)  # type: ignore[return-value]
+
+
+class ChatMessage(BaseModel):
+    """One message of a conversation; ``content`` is a string or a list of parts."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ContentPart] | None = None
+    reasoning_content: str | None = None
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _parse_parts(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [parse_content_part(part) for part in value]
+        return value
+
+    def text(self) -> str:
+        """The message's text parts joined by newlines (images left out)."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    def image_urls(self) -> list[str]:
+        """The URLs of the message's image parts, in order."""
+        if not isinstance(self.content, list):
+            return []
+        return [p.image_url.url for p in self.content if isinstance(p, ImagePart)]
+
+
+class StreamOptions(BaseModel):
+    """OpenAI ``stream_options``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class ResponseFormat(BaseModel):
+    """OpenAI ``response_format``: ``text``, ``json_object`` or ``json_schema``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: dict[str, Any] | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    """The body of ``POST /v1/chat/completions``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = "auto"
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: Annotated[int | None, Field(ge=1)] = None
+    max_completion_tokens: Annotated[int | None, Field(ge=1)] = None
+    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
+    top_p: Annotated[float | None, Field(gt=0.0, le=1.0)] = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = 1
+    response_format: ResponseFormat | None = None
+
+    @model_validator(mode="after")
+    def _check_n(self) -> ChatCompletionRequest:
+        if self.n != 1:
+            raise ValueError(f"n={self.n} is not supported; only n=1 is accepted")
+        return self
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are accepted")
+        return value
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        """``stop`` as a tuple of non-empty strings."""
+        if self.stop is None:
+            return ()
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in stops if s)
+
+    def token_limit(self, default: int = DEFAULT_MAX_TOKENS) -> int:
+        """``max_completion_tokens`` (newer name) or ``max_tokens``, else the default."""
+        return self.max_completion_tokens or self.max_tokens or default
+
+    def include_usage(self) -> bool:
+        """Whether a streamed answer must end with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class Usage(BaseModel):
+    """Token counts of one completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    @classmethod
+    def of(cls, prompt_tokens: int, completion_tokens: int) -> Usage:
+        return cls(
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=prompt_tokens + completion_tokens,
+        )
+
+
+class AssistantMessage(BaseModel):
+    """The assistant message of a non-streamed choice."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+
+
+class Choice(BaseModel):
+    """One choice of a ``chat.completion``."""
+
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None = "stop"
+
+
+class ChatCompletion(BaseModel):
+    """A non-streamed ``chat.completion`` response."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(default_factory=lambda: new_completion_id())
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+class Delta(BaseModel):
+    """The ``delta`` of a streamed choice."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    """One choice of a ``chat.completion.chunk``."""
+
+    index: int = 0
+    delta: Delta = Field(default_factory=Delta)
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One SSE event of a streamed answer."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+
+
+class ModelCard(BaseModel):
+    """One entry of ``GET /v1/models``."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    owned_by: str = "flashsight"
+
+
+class ModelList(BaseModel):
+    """The body of ``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+def new_completion_id() -> str:
+    """A fresh ``chatcmpl-`` id."""
+    return f"chatcmpl-{uuid.uuid4().hex}"

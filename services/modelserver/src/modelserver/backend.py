@@ -1,0 +1,84 @@
+"""The interface between the shared serving runtime and a model backend.
+
+The engine (``engine.py``) owns queueing, batch forming, streaming delivery, stop
+strings and cancellation; a backend owns only the model: it loads, warms up, and runs
+one batch of requests to completion in a worker thread, reporting text as it decodes
+through a :class:`BatchSink`. Backends are looked up by name in each service's
+dispatch table (``vision.backends.BACKENDS``, ``reasoner.backends.BACKENDS``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from flashsight_common.schemas import ChatMessage
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Per-request decoding parameters; ``temperature == 0`` means greedy."""
+
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One chat request as the backend sees it (images are ``data:`` URLs in ``messages``)."""
+
+    request_id: str
+    messages: list[ChatMessage]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    response_format: dict[str, Any] | None = None
+    enable_thinking: bool = False
+
+
+class BatchSink(Protocol):
+    """What a backend reports to while it runs a batch (indices are positions in the batch)."""
+
+    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
+        """Deliver newly decoded text for request ``index`` (``reasoning`` → ``reasoning_content``)."""
+
+    def finish(
+        self,
+        index: int,
+        *,
+        finish_reason: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        confidence: float | None = None,
+    ) -> None:
+        """Request ``index`` is done: ``"stop"`` (EOS / stop string) or ``"length"``.
+
+        ``confidence`` (0..1) is optional: e.g. ocr-lite's mean recognition score, or a
+        generative backend's mean token probability; it is reported as ``confidence``.
+        """
+
+    def is_cancelled(self, index: int) -> bool:
+        """True once the caller went away or a stop string matched: stop decoding that row."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A model the runtime can serve."""
+
+    model_id: str
+    """The id reported in every response: the model that really answers."""
+
+    def load(self) -> None:
+        """Load weights (blocking; called once in a thread at start-up, progress logged)."""
+
+    def warmup(self) -> None:
+        """Run one small generation so the first real request is not the slow one."""
+
+    def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
+        """Run ``batch`` to completion, calling ``sink.finish`` exactly once per request."""
