@@ -5,6 +5,10 @@ strings and cancellation; a backend owns only the model: it loads, warms up, and
 one batch of requests to completion in a worker thread, reporting text as it decodes
 through a :class:`BatchSink`. Backends are looked up by name in each service's
 dispatch table (``vision.backends.BACKENDS``, ``reasoner.backends.BACKENDS``).
+
+Optional: a backend may define ``check_request(request: GenerationRequest) -> None``; the
+engine calls it before queueing, so a request the backend cannot honour (e.g. an
+unsupported ``response_format``) is refused with a 4xx without touching a batch.
 """
 
 from __future__ import annotations
@@ -61,6 +65,13 @@ class BatchSink(Protocol):
 
         ``confidence`` (0..1) is optional: e.g. ocr-lite's mean recognition score, or a
         generative backend's mean token probability; it is reported as ``confidence``.
+        """
+
+    def fail(self, index: int, error: Exception) -> None:
+        """Request ``index`` cannot be served (e.g. its image is unreadable): fail only that row.
+
+        Use instead of ``finish``; a ``ModelServerError`` keeps its HTTP status, anything
+        else becomes a 500 ``BackendError``. Raising from ``generate`` fails the whole batch.
         """
 
     def is_cancelled(self, index: int) -> bool:
