@@ -50,7 +50,8 @@ def decoded(result_data: bytes) -> Image.Image:
     return im
 
 
-def near(a: tuple[int, ...], b: tuple[int, ...], tol: int = 12) -> bool:
+def near(a: object, b: tuple[int, ...], tol: int = 12) -> bool:
+    assert isinstance(a, tuple), a
     return all(abs(x - y) <= tol for x, y in zip(a, b, strict=True))
 
 
@@ -295,7 +296,7 @@ def test_animated_gif_uses_its_first_frame() -> None:
     frames = [Image.new("RGB", (32, 32), RED), Image.new("RGB", (32, 32), BLUE)]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2
+    assert getattr(Image.open(io.BytesIO(buf.getvalue())), "n_frames", 1) == 2
     result = normalise_image(buf.getvalue(), limits=LIMITS)
     assert near(decoded(result.data).getpixel((16, 16)), RED)
 
