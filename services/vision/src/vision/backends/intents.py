@@ -1,0 +1,73 @@
+"""What a question asks of ocr-lite: a field, a caption, something it cannot see, or anything else.
+
+The rules are tried in order (a dispatch table, first match wins); each returns the
+keyword that matched, so an answer can be traced to its cause. Field questions come first
+because field names can contain words other rules react to ("收货人" holds "人").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vision.backends.fields import field_asked
+from vision.backends.text import mentions
+
+CAPTION_WORDS: tuple[str, ...] = (
+    "描述", "描绘", "介绍", "概括", "总结", "概述", "说明一下", "图里有什么", "图中有什么", "图片内容",
+    "写了什么", "内容是什么", "识别", "提取文字", "文字内容", "看看这张",
+    "describe", "description", "caption", "summarise", "summarize", "summary", "what's in",
+    "what is in", "what does it say", "read the text", "transcribe", "extract the text", "ocr",
+)
+
+UNSEEABLE_WORDS: tuple[str, ...] = (
+    "物体", "物品", "动物", "猫", "狗", "鸟", "鱼", "人物", "有人", "几个人", "什么人", "男人", "女人",
+    "孩子", "人脸", "笑", "表情", "场景", "风景", "天气", "颜色", "穿着", "穿的", "长什么样", "汽车",
+    "花", "树", "品种",
+    "object", "objects", "animal", "animals", "cat", "cats", "dog", "dogs", "bird", "birds", "person",
+    "people", "man", "woman", "child", "kid", "face", "smiling", "smile", "wearing", "scene",
+    "landscape", "weather", "colour", "color", "colours", "colors", "car", "breed", "tree", "flower",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """The kind of answer a question needs, the keyword that decided it, and the field asked for."""
+
+    kind: str
+    keyword: str | None = None
+    field: str | None = None
+
+
+def _keyword_rule(kind: str, words: tuple[str, ...]) -> Callable[[str], Intent | None]:
+    """A rule answering ``kind`` when the question names any of ``words``."""
+
+    def rule(question: str) -> Intent | None:
+        word = next((w for w in words if mentions(question, w)), None)
+        return Intent(kind, keyword=word) if word else None
+
+    return rule
+
+
+def _field_rule(question: str) -> Intent | None:
+    field = field_asked(question)
+    return Intent("field", field=field) if field else None
+
+
+# The intent rules, in order.
+INTENT_RULES: tuple[Callable[[str], Intent | None], ...] = (
+    _field_rule,
+    _keyword_rule("unseeable", UNSEEABLE_WORDS),
+    _keyword_rule("caption", CAPTION_WORDS),
+)
+
+
+def classify_intent(question: str) -> Intent:
+    """The first rule that matches ``question``; a question with no text asks for a caption."""
+    if not question.strip():
+        return Intent("caption")
+    for rule in INTENT_RULES:
+        intent = rule(question)
+        if intent is not None:
+            return intent
+    return Intent("generic")
