@@ -32,7 +32,7 @@ from pathlib import Path
 log = logging.getLogger("build_tiny_models")
 
 # Bump when anything below changes what gets written: stale checkpoints are then rebuilt.
-BUILD_VERSION = 3
+BUILD_VERSION = 4
 STAMP_FILE = "tiny-build.json"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "tiny-models"
 
@@ -185,6 +185,9 @@ def build_glm46v(target: Path) -> None:
             "num_attention_heads": hidden // head_dim,
             "num_key_value_heads": 1,
             "max_position_embeddings": 4096,
+            # Larger than the real 0.02 so the toy model's output depends visibly on positions
+            # and images (tests can then tell a wrong M-RoPE offset or a lost image).
+            "initializer_range": 0.2,
             # M-RoPE splits the rotary half-dims into (temporal, height, width) sections:
             # they must sum to head_dim × partial_rotary_factor / 2 (real model: [8, 12, 12]).
             "rope_parameters": {

@@ -1,0 +1,298 @@
+"""``glm``: GLM-4.6V-Flash (or any image-text-to-text checkpoint with a chat template) on transformers.
+
+Loading. ``VISION_MODEL`` is a local checkpoint folder or a Hugging Face id (resolved from
+the local HF cache, or the hub where reachable). The model class comes from
+``AutoModelForImageTextToText``'s mapping, falling back to :data:`MODEL_CLASSES` by
+``config.model_type`` (GLM-4.6V-Flash's config says ``glm4v``; transformers 5 also has
+``glm46v``). dtype ``auto`` = bfloat16 on CUDA, float32 on the CPU; device ``auto`` = the
+first GPU, else the CPU. Before any weight is read the parameter count (from a meta-device
+skeleton) × dtype size is checked against free memory.
+
+Images. The processor resizes each image to fit the pixel budget
+(``VISION_IMAGE_MIN_PIXELS`` / ``VISION_IMAGE_MAX_PIXELS``, pixels per image after
+resizing): GLM cuts 14×14 patches and merges 2×2 of them into one token, so an image costs
+about ``width × height / 784`` tokens after resizing (1024×1024 → ~1300 tokens; the default
+budget of 1 MP matches the gateway's 1024-px cap).
+
+Thinking. Off by default: the chat template gets ``enable_thinking=False`` (GLM then
+pre-fills an empty ``<think></think>``). A request's ``enable_thinking`` or
+``VISION_ENABLE_THINKING=true`` turns it on. Whatever the model writes between ``<think>``
+and ``</think>`` is emitted as reasoning (→ ``reasoning_content``), never as content.
+
+Box markers. GLM wraps final answers in ``<|begin_of_box|>…<|end_of_box|>``; the markers
+are removed and the text inside kept (``<|begin_of_box|>42<|end_of_box|>`` → ``42``).
+
+Decoding runs in the shared batched loop (:mod:`modelserver.decoding`): one batched
+prefill with each row's images, then KV-cache decode steps streaming text per row.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from flashsight_common.schemas import ChatMessage, ImagePart, TextPart
+from modelserver.backend import BatchSink, GenerationRequest, SamplingParams
+from modelserver.images import decode_data_url_image
+from PIL import Image
+
+from vision.config import VisionSettings
+from vision.glm_processor import load_processor
+from vision.model_loading import (
+    ModelLoadError,
+    check_memory,
+    check_model_source,
+    estimate_memory,
+    load_config,
+    resolve_device,
+    resolve_dtype,
+)
+from vision.mrope import MropeModel
+from vision.thinking import ThinkingSplitter, prompt_opens_thinking
+
+log = logging.getLogger(__name__)
+
+SETTING_NAME = "VISION_MODEL"
+ROLE_NAMES: dict[str, str] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+# Explicit classes by ``config.model_type``, for configs the auto mapping does not know.
+MODEL_CLASSES: dict[str, str] = {
+    "glm4v": "Glm4vForConditionalGeneration",
+    "glm46v": "Glm46VForConditionalGeneration",
+}
+
+
+@dataclass(slots=True)
+class PreparedRow:
+    """One request turned into model inputs."""
+
+    position: int
+    """Index of the request in the batch the engine handed over."""
+    input_ids: list[int]
+    pixel_values: torch.Tensor | None
+    image_grid_thw: torch.Tensor | None
+    starts_in_reasoning: bool
+
+
+class GlmBackend:
+    """GLM-4.6V-Flash (and other image-text-to-text checkpoints) served through transformers."""
+
+    def __init__(self, settings: VisionSettings) -> None:
+        self.settings = settings
+        self.model_id = settings.served_model_name or default_model_id(settings.model)
+        self.model: Any = None
+        self.processor: Any = None
+        self.device = torch.device("cpu")
+        self.dtype = torch.float32
+        self._decoder_model: Any = None
+
+    # -- start-up -----------------------------------------------------------------------
+
+    def load(self) -> None:
+        started = time.perf_counter()
+        source = check_model_source(self.settings.model, setting_name=SETTING_NAME)
+        config = load_config(source, setting_name=SETTING_NAME)
+        model_class = pick_model_class(config)
+        self.device = resolve_device(self.settings.device)
+        self.dtype = resolve_dtype(self.settings.dtype, self.device)
+        log.info("glm: %s → %s (%s) on %s as %s", source, model_class.__name__, config.model_type,
+                 self.device, self.dtype)
+        check_memory(estimate_memory(model_class, config, self.dtype, self.device))
+        self.processor = load_processor(source)
+        apply_pixel_budget(self.processor.image_processor, self.settings.image_min_pixels,
+                           self.settings.image_max_pixels)
+        log.info("glm: processor %s (image processor %s)", type(self.processor).__name__,
+                 type(self.processor.image_processor).__name__)
+        try:
+            model = model_class.from_pretrained(source, dtype=self.dtype, device_map=str(self.device))
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{SETTING_NAME}={source!r}: loading the weights failed: {exc}") from exc
+        except torch.OutOfMemoryError as exc:
+            raise ModelLoadError(f"{SETTING_NAME}={source!r}: out of memory while loading the weights: {exc}") from exc
+        self.model = model.eval()
+        self._decoder_model = MropeModel(self.model) if hasattr(self.model.model, "get_rope_index") else self.model
+        log.info("glm: loaded %s in %.1f s", self.model_id, time.perf_counter() - started)
+
+    def warmup(self) -> None:
+        image = Image.new("RGB", (56, 56), (128, 128, 128))
+        request = GenerationRequest(
+            request_id="warmup",
+            messages=[ChatMessage(role="user", content=[
+                {"type": "image_url", "image_url": {"url": _png_data_url(image)}},
+                {"type": "text", "text": "Describe the image."},
+            ])],
+            sampling=SamplingParams(max_tokens=2, temperature=0.0),
+        )
+        self.generate([request], _DiscardSink())
+
+    # -- generation -----------------------------------------------------------------------
+
+    def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
+        rows: list[PreparedRow] = []
+        for position, request in enumerate(batch):
+            try:
+                rows.append(self._prepare(position, request))
+            except Exception as exc:  # one unreadable image fails its own request only
+                sink.fail(position, exc)
+        if not rows:
+            return
+        from modelserver.decoding import decode_batch
+
+        splitting = SplittingSink(sink, rows)
+        decode_batch(
+            self._decoder_model,
+            self.processor.tokenizer,
+            [row.input_ids for row in rows],
+            [batch[row.position].sampling for row in rows],
+            splitting,
+            extra_inputs=batch_image_inputs(rows, device=self.device, dtype=self.dtype),
+        )
+
+    def _prepare(self, position: int, request: GenerationRequest) -> PreparedRow:
+        conversation, images = to_template_messages(request.messages)
+        thinking = request.enable_thinking or self.settings.enable_thinking
+        prompt = self.processor.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt=True, enable_thinking=thinking
+        )
+        encoded = self.processor(text=[prompt], images=images or None, return_tensors="pt")
+        if images and "pixel_values" not in encoded:
+            raise ModelLoadError(f"the processor of {self.model_id} returned no pixel_values for an image")
+        return PreparedRow(
+            position=position,
+            input_ids=encoded["input_ids"][0].tolist(),
+            pixel_values=encoded.get("pixel_values") if images else None,
+            image_grid_thw=encoded.get("image_grid_thw") if images else None,
+            starts_in_reasoning=prompt_opens_thinking(prompt),
+        )
+
+
+class SplittingSink:
+    """Routes ``<think>`` text to reasoning and strips box markers, per row, before the real sink."""
+
+    def __init__(self, sink: BatchSink, rows: Sequence[PreparedRow]) -> None:
+        self._sink = sink
+        self._positions = [row.position for row in rows]
+        self._splitters = [ThinkingSplitter(in_reasoning=row.starts_in_reasoning) for row in rows]
+
+    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
+        for segment in self._splitters[index].feed(text):
+            self._sink.emit(self._positions[index], segment.text, reasoning=reasoning or segment.reasoning)
+
+    def finish(self, index: int, **usage: Any) -> None:
+        for segment in self._splitters[index].flush():
+            self._sink.emit(self._positions[index], segment.text, reasoning=segment.reasoning)
+        self._sink.finish(self._positions[index], **usage)
+
+    def fail(self, index: int, error: Exception) -> None:
+        self._sink.fail(self._positions[index], error)
+
+    def is_cancelled(self, index: int) -> bool:
+        return self._sink.is_cancelled(self._positions[index])
+
+
+def to_template_messages(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], list[Image.Image]]:
+    """Chat messages → the chat template's format, and their images decoded in prompt order."""
+    conversation: list[dict[str, Any]] = []
+    images: list[Image.Image] = []
+    for message in messages:
+        parts: list[dict[str, Any]] = []
+        if isinstance(message.content, str):
+            parts.append({"type": "text", "text": message.content})
+        for part in message.content if isinstance(message.content, list) else ():
+            if isinstance(part, ImagePart):
+                images.append(decode_data_url_image(part.image_url.url))
+                parts.append({"type": "image"})
+            elif isinstance(part, TextPart):
+                parts.append({"type": "text", "text": part.text})
+        turn: dict[str, Any] = {"role": ROLE_NAMES[message.role], "content": parts}
+        if message.reasoning_content:
+            turn["reasoning_content"] = message.reasoning_content
+        conversation.append(turn)
+    return conversation, images
+
+
+def batch_image_inputs(rows: Sequence[PreparedRow], *, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Prefill inputs for the rows' images: patches and grids concatenated in row order.
+
+    The model scatters image features into the image tokens in row-major order, and the
+    M-RoPE index walks the grids in the same order, so no per-row bookkeeping is needed.
+    """
+    with_images = [row for row in rows if row.pixel_values is not None]
+    if not with_images:
+        return {}
+    return {
+        "pixel_values": torch.cat([r.pixel_values for r in with_images]).to(device=device, dtype=dtype),
+        "image_grid_thw": torch.cat([r.image_grid_thw for r in with_images]).to(device=device),
+    }
+
+
+def pick_model_class(config: Any) -> Any:
+    """The image-text-to-text class for ``config``: the auto mapping, else :data:`MODEL_CLASSES`."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING
+
+    try:
+        return MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING[type(config)]
+    except KeyError:
+        pass
+    import transformers
+
+    try:
+        return getattr(transformers, MODEL_CLASSES[config.model_type])
+    except KeyError:
+        raise ModelLoadError(
+            f"{config.model_type!r} is not an image-text-to-text model transformers knows; the glm backend "
+            f"serves AutoModelForImageTextToText models and {', '.join(sorted(MODEL_CLASSES))}"
+        ) from None
+
+
+def apply_pixel_budget(image_processor: Any, min_pixels: int, max_pixels: int) -> None:
+    """Bound the pixels per image after resizing (GLM / Qwen-VL style processors).
+
+    Their resize counts an image as ``temporal_patch_size`` frames, so the size limits
+    are scaled by it to make the settings mean pixels per image.
+    """
+    size = getattr(image_processor, "size", None)
+    frames = getattr(image_processor, "temporal_patch_size", None)
+    if size is None or frames is None or getattr(size, "longest_edge", None) is None:
+        log.warning("glm: %s has no pixel-budget resize; VISION_IMAGE_*_PIXELS ignored", type(image_processor).__name__)
+        return
+    image_processor.size = {"shortest_edge": min_pixels * frames, "longest_edge": max_pixels * frames}
+
+
+def default_model_id(model: str | None) -> str:
+    """The id reported when no served name is set: a folder's name, or the HF id as given."""
+    if not model:
+        return "glm"
+    path = Path(model).expanduser()
+    return path.name if path.exists() else model
+
+
+def _png_data_url(image: Image.Image) -> str:
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class _DiscardSink:
+    """Sink for the warm-up generation: output is thrown away, errors are raised."""
+
+    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
+        pass
+
+    def finish(self, index: int, **usage: Any) -> None:
+        pass
+
+    def fail(self, index: int, error: Exception) -> None:
+        raise error
+
+    def is_cancelled(self, index: int) -> bool:
+        return False

@@ -1,0 +1,63 @@
+"""M-RoPE positions supplied to a plain decode loop match transformers' own generate()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoModelForImageTextToText, DynamicCache
+
+from tests.support.tiny_models import GLM46V_TINY, tiny_model_path
+from vision.glm_processor import load_processor
+from vision.mrope import MropeModel
+
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def glm_path() -> Path:
+    return tiny_model_path(GLM46V_TINY)
+
+
+def greedy_with_kv_cache(model: MropeModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The shape of the shared decode loop: one prefill with the images, then 1-token steps."""
+    mask = inputs["attention_mask"]
+    cache = DynamicCache(config=model.config)
+    out = model(inputs["input_ids"], attention_mask=mask, past_key_values=cache, use_cache=True,
+                pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"])
+    tokens = []
+    for _ in range(STEPS):
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+        tokens.append(token)
+        mask = torch.cat([mask, torch.ones_like(token)], dim=1)
+        out = model(token, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
+    return torch.cat(tokens, dim=1)
+
+
+def test_left_padded_batch_of_two_images_matches_generate(glm_path: Path) -> None:
+    processor = load_processor(str(glm_path))
+    processor.tokenizer.padding_side = "left"
+    model = AutoModelForImageTextToText.from_pretrained(glm_path).eval()
+    prompts = [
+        processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
+            tokenize=False, add_generation_prompt=True, enable_thinking=False,
+        )
+        for question in ("What is this?", "Read the invoice number and the total amount, please.")
+    ]
+    torch.manual_seed(1)
+    images = [Image.new("RGB", (100, 60), (200, 10, 10)), Image.effect_noise((200, 120), 60).convert("RGB")]
+    inputs = processor(text=prompts, images=images, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = model.generate(**inputs, max_new_tokens=STEPS, do_sample=False)[:, inputs["input_ids"].shape[1]:]
+        got = greedy_with_kv_cache(MropeModel(model), inputs)
+    assert torch.equal(got, expected)
+
+
+def test_select_rows_keeps_offsets_aligned(glm_path: Path) -> None:
+    wrapper = MropeModel(AutoModelForImageTextToText.from_pretrained(glm_path))
+    wrapper._deltas = torch.tensor([[5], [7], [9]])
+    wrapper.select_rows([0, 2])
+    assert wrapper._deltas.flatten().tolist() == [5, 9]
