@@ -18,8 +18,15 @@ def _ocr_lite(settings: ModelServerSettings) -> Backend:
     return OcrLiteBackend(settings)
 
 
+def _glm(settings: ModelServerSettings) -> Backend:
+    from vision.backends.glm import GlmBackend
+
+    return GlmBackend(settings)  # type: ignore[arg-type]  # built from VisionSettings
+
+
 BACKENDS: Mapping[str, Callable[[ModelServerSettings], Backend]] = {
     # Embedded CPU default: reads text with RapidOCR, no downloads.
     "ocr-lite": _ocr_lite,
-    # "glm": GLM-4.6V-Flash via transformers (issue 5) goes here.
+    # Production: GLM-4.6V-Flash (or any image-text-to-text checkpoint) via transformers.
+    "glm": _glm,
 }
