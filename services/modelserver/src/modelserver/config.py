@@ -8,15 +8,24 @@ bad environment fails at start-up with a message naming the variable and what is
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "port": (1, 65535),
+    "max_batch_size": (1, 1024),
+    "max_wait_ms": (0, 10_000),
+    "max_queue": (1, 1_000_000),
+    "default_max_tokens": (1, 1_000_000),
+    "max_request_bytes": (1024, 1 << 34),
+}
 
 
 class ModelServerSettings(BaseSettings):
@@ -25,8 +34,8 @@ class ModelServerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MODELSERVER_", extra="ignore", validate_default=True)
 
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8000
-    backend: Annotated[str, Field(min_length=1)] = "default"
+    port: int = 8000
+    backend: str = "default"
     """Key into the service's backend dispatch table."""
     model: str | None = None
     """A local path or a Hugging Face id; backends that embed their model ignore it."""
@@ -34,12 +43,24 @@ class ModelServerSettings(BaseSettings):
     """Overrides the model id reported in responses and accepted in requests."""
     device: str = "auto"
     dtype: DType = "auto"
-    max_batch_size: Annotated[int, Field(ge=1, le=1024)] = 4
-    max_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 10
-    max_queue: Annotated[int, Field(ge=1)] = 64
-    default_max_tokens: Annotated[int, Field(ge=1)] = 512
-    max_request_bytes: Annotated[int, Field(ge=1024)] = 32 * 1024 * 1024
+    max_batch_size: int = 4
+    max_wait_ms: float = 10
+    max_queue: int = 64
+    default_max_tokens: int = 512
+    max_request_bytes: int = 32 * 1024 * 1024
     log_level: LogLevel = "info"
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> ModelServerSettings:
+        # A model validator rather than Field(ge=...): a subclass that overrides a default
+        # (``port: int = 8081``) would silently drop Field constraints, not this check.
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+        if not self.backend.strip():
+            raise ValueError("backend must name an entry of the service's backend table")
+        return self
 
     @field_validator("device")
     @classmethod
