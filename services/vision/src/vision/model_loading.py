@@ -41,11 +41,21 @@ class MemoryEstimate:
     device: str
 
     def describe(self) -> str:
-        free = "unknown" if self.free_bytes is None else f"{self.free_bytes / GIB:.2f} GiB"
+        free = "unknown" if self.free_bytes is None else human_bytes(self.free_bytes)
         return (
-            f"{self.parameters / 1e9:.2f} B parameters need {self.needed_bytes / GIB:.2f} GiB "
-            f"on {self.device}; free: {free}"
+            f"{self.parameters:,} parameters × {self.needed_bytes // max(self.parameters, 1)} bytes "
+            f"= {human_bytes(self.needed_bytes)} needed on {self.device}; free: {free}"
         )
+
+
+def human_bytes(count: int) -> str:
+    """``1536`` → ``1.5 KiB``; keeps start-up messages readable from tiny models to 20 GB ones."""
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def resolve_device(setting: str) -> torch.device:
