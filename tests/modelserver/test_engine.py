@@ -200,3 +200,21 @@ async def test_engine_refuses_work_when_not_running() -> None:
     engine.stop()
     with pytest.raises(NotReadyError):
         engine.submit(request("hi"))
+
+
+async def test_stop_fails_waiting_requests_and_cancels_the_running_batch() -> None:
+    backend = FakeBackend(step_s=0.01, token_chars=1)
+    engine = Engine(backend, max_batch_size=1, max_wait_s=0, max_queue=8)
+    engine.start()
+    running_request = request("say:" + "r" * 500)
+    running = asyncio.create_task(engine.complete(running_request))
+    await wait_until(lambda: backend.batch_sizes)
+    waiting = asyncio.create_task(engine.complete(request("say:never")))
+    await wait_until(lambda: engine.queue_depth == 1)
+    started = time.monotonic()
+    await asyncio.to_thread(engine.stop)
+    assert time.monotonic() - started < 1.0  # the running row was cancelled, not decoded to the end
+    with pytest.raises(NotReadyError, match="shutting down"):
+        await asyncio.wait_for(waiting, 2)
+    assert (await asyncio.wait_for(running, 2)).finish_reason == "stop"
+    assert backend.decode_steps[running_request.request_id] < 100
