@@ -61,7 +61,7 @@ FIELDS: dict[str, FieldSpec] = {
     "status": FieldSpec("状态", "status", ("订单状态", "物流状态", "状态", "status", "state")),
     "address": FieldSpec("地址", "address", (
         "收货地址", "地址", "shipping address", "address",
-    ), ("寄到哪", "送到哪", "where")),
+    ), ("寄到哪", "送到哪", "寄往")),
     "product": FieldSpec("商品", "item", (
         "商品名称", "商品", "项目", "product", "item", "goods",
     ), ("买了什么",)),
@@ -69,7 +69,7 @@ FIELDS: dict[str, FieldSpec] = {
         "销售方", "卖家", "商家", "店铺", "seller", "vendor", "merchant",
     )),
     "buyer": FieldSpec("收货人", "name", (
-        "收货人", "购买方", "姓名", "buyer", "recipient", "consignee", "name",
+        "收货人", "收件人", "购买方", "姓名", "buyer", "recipient", "consignee", "name",
     )),
 }
 
@@ -152,9 +152,10 @@ class Layout:
         return None
 
     def value_near(self, row_index: int, line: OcrLine) -> OcrLine | None:
-        """The value box of a bare label: to its right, else below; never another label or key."""
+        """The value box of a bare label: to its right, else below; never another key."""
         for candidate in (self.right_of(row_index, line), self.below(row_index, line)):
-            if candidate is not None and not _is_label(candidate) and split_key_value(candidate.text) is None:
+            if (candidate is not None and split_key_value(candidate.text) is None
+                    and not _is_known_key(candidate.text)):
                 return candidate
         return None
 
