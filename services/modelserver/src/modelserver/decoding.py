@@ -1,0 +1,303 @@
+"""The batched decode loop for causal LMs that the torch backends share (reasoner, vision GLM).
+
+:func:`decode_batch` runs one batch to the end:
+
+1. **Prefill**: the prompts are left-padded into one tensor (so every row's next token is
+   at the last column), with an attention mask and position ids that count real tokens
+   only, so a padded row computes exactly what it would alone.
+2. **Decode**: one token per row per step through the KV cache; the mask grows by one
+   column and each row's position by one. Each row samples on its own (temperature,
+   top-p, a per-row ``torch.Generator`` so a seed reproduces whatever else is batched;
+   greedy at temperature 0).
+3. **Stop per row**: EOS, ``max_tokens``, or ``sink.is_cancelled`` (stop string matched
+   or the caller left). A finished row is dropped from the batch and from the KV cache,
+   so the remaining rows run at their own size; the loop ends when none is left.
+
+Text is streamed through ``sink.emit`` as it decodes. Detokenisation is incremental
+(TGI's prefix/read offsets): only the newly stable suffix is emitted, and never while the
+tail is an incomplete UTF-8 sequence (U+FFFD), so a multi-byte character split across
+tokens arrives whole. Usage is exact: prompt tokens without padding, every generated
+token (EOS included, as vLLM counts it).
+
+The model is called as ``model(input_ids=..., attention_mask=..., position_ids=...,
+past_key_values=..., use_cache=True, logits_to_keep=1, **extra)``; ``extra_inputs``
+(e.g. ``pixel_values``) go to the prefill call only. A model wrapper that keeps per-row
+state (vision's M-RoPE offsets) may define ``select_rows(keep)``; it is called whenever
+the loop drops rows. This is the only runtime module that imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from modelserver.backend import BatchSink, SamplingParams
+from modelserver.errors import InvalidRequestError
+
+_REPLACEMENT = "\ufffd"  # what a tokenizer decodes an incomplete UTF-8 sequence to
+_MIN_TEMPERATURE = 1e-5
+
+
+@dataclass(slots=True)
+class RowResult:
+    """What one row produced (also reported to the sink)."""
+
+    prompt_tokens: int
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: str | None = None
+    """``"stop"`` (EOS / cancelled), ``"length"`` (max_tokens or context), or None if failed."""
+    text: str = ""
+    prob_sum: float = 0.0
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def confidence(self) -> float | None:
+        """Mean probability the model gave its chosen tokens."""
+        return self.prob_sum / len(self.token_ids) if self.token_ids else None
+
+
+class IncrementalDetokenizer:
+    """Turns a growing token list into text deltas that never split a character."""
+
+    def __init__(self, tokenizer: Any, *, skip_special_tokens: bool = True) -> None:
+        self._tokenizer = tokenizer
+        self._skip = skip_special_tokens
+        self._prefix_offset = 0
+        self._read_offset = 0
+
+    def _decode(self, tokens: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(tokens, skip_special_tokens=self._skip,
+                                          clean_up_tokenization_spaces=False))
+
+    def step(self, tokens: Sequence[int]) -> str:
+        """The text ``tokens`` adds since the last call ("" while a character is incomplete)."""
+        # Decoding a small window (not just the new token) keeps word-boundary spaces right
+        # for tokenizers whose pieces decode differently at the start of a string.
+        prefix = self._decode(tokens[self._prefix_offset:self._read_offset])
+        current = self._decode(tokens[self._prefix_offset:])
+        if len(current) > len(prefix) and not current.endswith(_REPLACEMENT):
+            self._prefix_offset, self._read_offset = self._read_offset, len(tokens)
+            return current[len(prefix):]
+        return ""
+
+    def flush(self, tokens: Sequence[int]) -> str:
+        """Whatever is still held at the end, minus a trailing incomplete character."""
+        prefix = self._decode(tokens[self._prefix_offset:self._read_offset])
+        current = self._decode(tokens[self._prefix_offset:]).rstrip(_REPLACEMENT)
+        self._prefix_offset = self._read_offset = len(tokens)
+        return current[len(prefix):] if len(current) > len(prefix) else ""
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The ids that end generation: the generation config's, else the tokenizer's."""
+    ids: set[int] = set()
+    config = getattr(model, "generation_config", None)
+    for source in (getattr(config, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
+        if isinstance(source, int):
+            ids.add(source)
+        elif isinstance(source, Iterable):
+            ids.update(int(token) for token in source)
+    return ids
+
+
+def decode_batch(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    params: Sequence[SamplingParams],
+    sink: BatchSink,
+    *,
+    extra_inputs: Mapping[str, Any] | None = None,
+    eos_ids: Iterable[int] | None = None,
+    max_context: int | None = None,
+    skip_special_tokens: bool = True,
+) -> list[RowResult]:
+    """Decode ``prompts`` (token ids) together, streaming to ``sink``; one result per row.
+
+    ``sink.finish`` is called exactly once per row (``sink.fail`` instead for a prompt that
+    does not fit ``max_context``). Runs under ``torch.inference_mode``.
+    """
+    if len(prompts) != len(params):
+        raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
+    with torch.inference_mode():
+        return _Decoder(model, tokenizer, prompts, params, sink, extra_inputs=extra_inputs,
+                        eos_ids=eos_ids, max_context=max_context,
+                        skip_special_tokens=skip_special_tokens).run()
+
+
+class _Decoder:
+    """State of one :func:`decode_batch` call (``active`` maps batch rows to request indices)."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], params: Sequence[SamplingParams],
+        sink: BatchSink, *, extra_inputs: Mapping[str, Any] | None, eos_ids: Iterable[int] | None,
+        max_context: int | None, skip_special_tokens: bool,
+    ) -> None:
+        self.model = model
+        self.sink = sink
+        self.params = params
+        self.prompts = prompts
+        self.extra_inputs = dict(extra_inputs or {})
+        self.device = torch.device(model.device)
+        self.eos = set(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
+        pad = getattr(tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad if pad is not None else next(iter(self.eos), 0))
+        self.results = [RowResult(prompt_tokens=len(prompt)) for prompt in prompts]
+        self.detoks = [IncrementalDetokenizer(tokenizer, skip_special_tokens=skip_special_tokens)
+                       for _ in prompts]
+        self.limits = [self._limit(i, max_context) for i in range(len(prompts))]
+
+    def _limit(self, index: int, max_context: int | None) -> int:
+        """How many tokens row ``index`` may generate: max_tokens, capped by the context."""
+        wanted = max(0, self.params[index].max_tokens)
+        if max_context is None:
+            return wanted
+        return min(wanted, max(0, max_context - len(self.prompts[index])))
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> list[RowResult]:
+        active = self._admit()
+        if not active:
+            return self.results
+        input_ids, attention_mask, position_ids = self._left_pad([self.prompts[i] for i in active])
+        extra = {key: _to_device(value, self.device) for key, value in self.extra_inputs.items()}
+        generators = [self._generator(self.params[i]) for i in active]
+        temperature = torch.tensor([max(self.params[i].temperature, 0.0) for i in active],
+                                   dtype=torch.float32, device=self.device)
+        top_p = torch.tensor([self.params[i].top_p for i in active], dtype=torch.float32, device=self.device)
+
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=None, use_cache=True, logits_to_keep=1, **extra)
+        cache = out.past_key_values
+        next_position = position_ids[:, -1:] + 1
+        logits = out.logits[:, -1, :]
+        while True:
+            tokens, probs = _sample(logits, temperature, top_p, generators,
+                                    any_sampling=any(not self.params[i].greedy for i in active))
+            keep = self._advance(active, tokens.tolist(), probs.tolist())
+            if not keep:
+                break
+            if len(keep) < len(active):  # drop finished rows from every per-row tensor
+                index = torch.tensor(keep, dtype=torch.long, device=self.device)
+                cache.batch_select_indices(index)
+                if hasattr(self.model, "select_rows"):
+                    self.model.select_rows(keep)
+                tokens, attention_mask, next_position = tokens[index], attention_mask[index], next_position[index]
+                temperature, top_p = temperature[index], top_p[index]
+                generators = [generators[j] for j in keep]
+                active = [active[j] for j in keep]
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=1)
+            out = self.model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=next_position,
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            next_position = next_position + 1
+            logits = out.logits[:, -1, :]
+        return self.results
+
+    def _admit(self) -> list[int]:
+        """The rows that need a forward pass; the others are finished or failed right away."""
+        active = []
+        for i, prompt in enumerate(self.prompts):
+            if not prompt:
+                self.sink.fail(i, InvalidRequestError("the prompt is empty after applying the chat template"))
+            elif self.limits[i] == 0 and self.params[i].max_tokens > 0:
+                self.sink.fail(i, InvalidRequestError(
+                    f"the prompt is {len(prompt)} tokens, which fills the model's context; shorten it",
+                    param="messages", code="context_length_exceeded"))
+            elif self.limits[i] == 0 or self.sink.is_cancelled(i):
+                self._finish(i, "length" if self.limits[i] == 0 else "stop")
+            else:
+                active.append(i)
+        return active
+
+    def _advance(self, active: list[int], tokens: list[int], probs: list[float]) -> list[int]:
+        """Record one sampled token per active row; the batch positions of rows that go on."""
+        keep = []
+        for j, i in enumerate(active):
+            result = self.results[i]
+            token = tokens[j]
+            result.token_ids.append(token)
+            result.prob_sum += probs[j]
+            if token in self.eos:
+                self._finish(i, "stop")
+                continue
+            if text := self.detoks[i].step(result.token_ids):
+                result.text += text
+                self.sink.emit(i, text)
+            if len(result.token_ids) >= self.limits[i]:
+                self._finish(i, "length")
+            elif self.sink.is_cancelled(i):
+                self._finish(i, "stop")
+            else:
+                keep.append(j)
+        return keep
+
+    def _finish(self, index: int, reason: str) -> None:
+        result = self.results[index]
+        if tail := self.detoks[index].flush(result.token_ids):
+            result.text += tail
+            self.sink.emit(index, tail)
+        result.finish_reason = reason
+        self.sink.finish(index, finish_reason=reason, prompt_tokens=result.prompt_tokens,
+                         completion_tokens=result.completion_tokens, confidence=result.confidence)
+
+    # -- tensors --------------------------------------------------------------------------
+
+    def _left_pad(self, prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        width = max(len(prompt) for prompt in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            input_ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
+            attention_mask[row, width - len(prompt):] = 1
+        # Positions count real tokens only: a padded row sees the positions it would alone.
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return input_ids.to(self.device), attention_mask.to(self.device), position_ids.to(self.device)
+
+    def _generator(self, params: SamplingParams) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        if params.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(params.seed)
+        return generator
+
+
+def _sample(
+    logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, generators: Sequence[torch.Generator],
+    *, any_sampling: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token per row (greedy where temperature is 0) and the probability it had."""
+    logits = logits.float()
+    greedy = logits.argmax(dim=-1)
+    if not any_sampling:
+        chosen = greedy
+        probs = torch.softmax(logits, dim=-1)
+        return chosen, probs.gather(-1, chosen[:, None]).squeeze(-1)
+    scaled = logits / temperature.clamp(min=_MIN_TEMPERATURE)[:, None]
+    probs = torch.softmax(scaled, dim=-1)
+    sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
+    # Nucleus: keep the smallest head whose mass reaches top_p (the first token always stays).
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs = sorted_probs.masked_fill(mass_before >= top_p[:, None], 0.0)
+    cumulative = sorted_probs.cumsum(dim=-1)
+    # Inverse-CDF sampling with one uniform draw per row from that row's own generator, so a
+    # seeded row is reproducible whatever else shares the batch; all rows sample in one op.
+    draws = torch.stack([torch.rand((), generator=g, device=logits.device) for g in generators])
+    targets = (draws * cumulative[:, -1]).unsqueeze(-1)
+    picks = torch.searchsorted(cumulative, targets, right=True).clamp(max=logits.shape[-1] - 1)
+    sampled = sorted_ids.gather(-1, picks).squeeze(-1)
+    chosen = torch.where(temperature > 0, sampled, greedy)
+    plain = torch.softmax(logits, dim=-1)
+    return chosen, plain.gather(-1, chosen[:, None]).squeeze(-1)
+
+
+def _to_device(value: Any, device: torch.device) -> Any:
+    return value.to(device) if isinstance(value, torch.Tensor) else value

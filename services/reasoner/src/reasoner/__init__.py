@@ -1,0 +1,1 @@
+"""FlashSight's reasoner: an OpenAI-compatible text model server ("think" stage of a cascade)."""
