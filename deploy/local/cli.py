@@ -16,6 +16,7 @@ import threading
 import xmlrpc.client
 from contextlib import closing, suppress
 from pathlib import Path
+from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
@@ -80,14 +81,12 @@ def _serve(
     stop: threading.Event,
 ) -> int:
     """Wait for readiness, print the banner, then wait for Ctrl-C or supervisord's exit."""
-    names = list(settings.service_ports)
-    print(
-        f"Waiting for {', '.join(names)} to be ready (up to {settings.ready_timeout:.0f} s) ...", flush=True
-    )
+    names, timeout = list(settings.service_ports), settings.ready_timeout
+    print(f"Waiting for {', '.join(names)} to be ready (up to {timeout:.0f} s) ...", flush=True)
     state = wait_until_ready(
         {name: f"http://127.0.0.1:{port}/readyz" for name, port in settings.service_ports.items()},
-        timeout=settings.ready_timeout,
-        still_running=lambda: supervisord.poll() is None and not stop.is_set(),
+        timeout=timeout,
+        still_running=lambda: supervisord.poll() is None and not stop.is_set() and not _gave_up(paths),
     )
     if stop.is_set():
         return 0
@@ -98,7 +97,9 @@ def _serve(
         )
         return 1
     if not state.all_ready(names):
-        print(f"error: not ready after {settings.ready_timeout:.0f} s:", file=sys.stderr)
+        gave_up = _gave_up(paths)
+        why = f"{', '.join(gave_up)} kept exiting at start" if gave_up else f"not ready after {timeout:.0f} s"
+        print(f"error: {why}:", file=sys.stderr)
         for name in names:
             if name not in state.ready:
                 print(f"  {name}: {state.last.get(name)}; see {paths.log_file(name)}", file=sys.stderr)
@@ -127,15 +128,24 @@ def _shutdown(supervisord: subprocess.Popen[bytes], paths: SupervisorPaths) -> N
             os.killpg(pid, signal.SIGKILL)
 
 
-def _program_pids(paths: SupervisorPaths) -> list[int]:
-    """The pids of the running programs, asked of supervisord (empty if it does not answer)."""
+def _process_info(paths: SupervisorPaths) -> list[dict[str, Any]]:
+    """supervisord's view of every program (empty if it does not answer)."""
     transport = SupervisorTransport(None, None, serverurl=f"unix://{paths.socket}")
     proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
     try:
-        infos: list[dict[str, int]] = proxy.supervisor.getAllProcessInfo()  # type: ignore[assignment]
-        return [info["pid"] for info in infos if info["pid"]]
+        infos: list[dict[str, Any]] = proxy.supervisor.getAllProcessInfo()  # type: ignore[assignment]
     except (OSError, xmlrpc.client.Error):
         return []
+    return infos
+
+
+def _program_pids(paths: SupervisorPaths) -> list[int]:
+    return [int(info["pid"]) for info in _process_info(paths) if info["pid"]]
+
+
+def _gave_up(paths: SupervisorPaths) -> list[str]:
+    """Programs supervisord stopped restarting (FATAL: they died at start too often)."""
+    return [str(info["name"]) for info in _process_info(paths) if info["statename"] == "FATAL"]
 
 
 def _supervisord() -> str:
