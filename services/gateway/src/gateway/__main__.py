@@ -1,0 +1,49 @@
+"""``python -m gateway``: settings from the environment, then uvicorn on GATEWAY_HOST:GATEWAY_PORT."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from gateway.config import GatewaySettings
+from gateway.middleware import RequestIdLogFilter
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+def configure_logging(level: str) -> None:
+    """One stderr handler on the root logger whose lines carry the request id."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RequestIdLogFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(5 if level == "trace" else level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+def main() -> None:
+    try:
+        settings = GatewaySettings()
+    except ValidationError as exc:
+        problems = "\n".join(f"  GATEWAY_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}"
+                             for e in exc.errors())
+        sys.exit(f"gateway: invalid configuration:\n{problems}")
+    configure_logging(settings.log_level)
+    from gateway.main import create_app  # after logging, so start-up lines are formatted
+
+    try:
+        app = create_app(settings)
+    except ValueError as exc:  # e.g. an unreadable keyword file
+        sys.exit(f"gateway: invalid configuration: {exc}")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
+                access_log=False, timeout_keep_alive=75, timeout_graceful_shutdown=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Image admission: every image of every message becomes a normalised ``data:`` URL.
+
+``data:`` URLs are decoded, ``https://`` (and, if allowed, ``http://``) URLs are fetched
+SSRF-safely by :class:`gateway.fetch.ImageFetcher`, and all of them go through
+:func:`gateway.images.normalise_image` in a worker thread. Downstream services see
+only the normalised ``data:`` URLs; the SHA-256 of each normalised image is its
+caption-cache key. Errors of those modules are translated into the gateway's tree here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from flashsight_common.schemas import ChatMessage, ImagePart, ImageURL
+
+from gateway.errors import ImageFetchError, ImageInputError, TooManyImagesError
+from gateway.fetch import FetchError, ImageFetcher
+from gateway.images import ImageError, ImageLimits, NormalisedImage, decode_data_url, normalise_image
+from gateway.schemas import GatewayChatRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """The request with its images replaced by normalised data URLs, and those images in order."""
+
+    request: GatewayChatRequest
+    images: list[NormalisedImage]
+
+
+class ImageAdmitter:
+    """Turns image URLs and uploaded bytes into :class:`NormalisedImage` within the limits."""
+
+    def __init__(self, *, limits: ImageLimits, max_images: int, fetcher: ImageFetcher) -> None:
+        self.limits = limits
+        self.max_images = max_images
+        self.fetcher = fetcher
+        # URL scheme → how to get the raw bytes; the error for any other scheme lists these.
+        self._loaders: dict[str, Callable[[str], Awaitable[bytes]]] = {
+            "data": self._decode,
+            "https": self.fetcher.fetch,
+            "http": self.fetcher.fetch,  # refused by the fetch policy unless allow_http_images
+        }
+
+    async def admit(self, request: GatewayChatRequest) -> Admitted:
+        """Normalise all images of all messages (concurrently) and swap in their data URLs."""
+        located = [
+            (m, p, part) for m, message in enumerate(request.messages)
+            if isinstance(message.content, list)
+            for p, part in enumerate(message.content) if isinstance(part, ImagePart)
+        ]
+        if len(located) > self.max_images:
+            raise TooManyImagesError(
+                f"the request has {len(located)} images; at most {self.max_images} are accepted per request",
+                param="messages",
+            )
+        images = await asyncio.gather(*(
+            self.admit_url(part.image_url.url, param=f"messages.{m}.content.{p}.image_url")
+            for m, p, part in located
+        ))
+        replaced = {(m, p): image for (m, p, _), image in zip(located, images, strict=True)}
+        messages = [_with_images(message, m, replaced) for m, message in enumerate(request.messages)]
+        return Admitted(request.model_copy(update={"messages": messages}), list(images))
+
+    async def admit_url(self, url: str, *, param: str | None = None) -> NormalisedImage:
+        """Load one image URL and normalise it."""
+        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+        loader = self._loaders.get(scheme)
+        if loader is None:
+            raise ImageInputError(
+                f"image URL scheme {scheme or '(none)'!r} is not accepted; use a data:image/...;base64 URL "
+                "or an https:// URL", param=param, code="invalid_image_url",
+            )
+        try:
+            raw = await loader(url)
+        except FetchError as exc:
+            raise ImageFetchError(f"image URL refused: {exc.message}", param=param, code=exc.code) from exc
+        except ImageError as exc:
+            raise ImageInputError(exc.message, param=param, code=exc.code) from exc
+        return await self.admit_bytes(raw, param=param)
+
+    async def admit_bytes(self, raw: bytes, *, param: str | None = None) -> NormalisedImage:
+        """Normalise uploaded bytes (decoding is CPU-bound: done in a worker thread)."""
+        try:
+            return await asyncio.to_thread(normalise_image, raw, limits=self.limits)
+        except ImageError as exc:
+            raise ImageInputError(exc.message, param=param, code=exc.code) from exc
+
+    async def _decode(self, url: str) -> bytes:
+        return decode_data_url(url, limits=self.limits)  # cheap next to normalising: stays inline
+
+
+def _with_images(message: ChatMessage, m: int, replaced: dict[tuple[int, int], NormalisedImage]) -> ChatMessage:
+    if not isinstance(message.content, list):
+        return message
+    parts = [
+        ImagePart(image_url=ImageURL(url=replaced[(m, p)].data_url(), detail=part.image_url.detail))
+        if isinstance(part, ImagePart) else part
+        for p, part in enumerate(message.content)
+    ]
+    return message.model_copy(update={"content": parts})

@@ -1,0 +1,117 @@
+"""The gateway's settings (env prefix ``GATEWAY_``), validated when built.
+
+Built once in ``__main__`` from the environment and passed to ``create_app``, so tests
+build them in code. A bad value fails at start-up with a message naming the variable.
+Redis is the one exception to the prefix: ``REDIS_URL`` is what every other tool and
+the compose file use, so it is read too (``GATEWAY_REDIS_URL`` wins when both are set).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
+
+_MB = 1024 * 1024
+
+
+class GatewaySettings(BaseSettings):
+    """Where the upstreams are, how long to wait for them, and what the gateway admits."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", validate_default=True)
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    vision_url: str = "http://127.0.0.1:8081"
+    reasoner_url: str = "http://127.0.0.1:9000"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL")
+    )
+    redis_timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.25
+    """Socket timeout of every Redis call: a slow Redis must not slow answers down."""
+    redis_retry_after_s: Annotated[float, Field(ge=0, le=300)] = 5.0
+    """After a Redis failure, skip Redis for this long (answers flow uncached meanwhile)."""
+
+    keywords_file: Path | None = None
+    """A TOML keyword table replacing the packaged one (see ``gateway/keywords.toml``)."""
+    caption_prompt_version: str = "1"
+    caption_ttl_seconds: Annotated[int, Field(ge=1)] = 7 * 24 * 3600
+    caption_max_tokens: Annotated[int, Field(ge=16, le=4096)] = 256
+
+    vision_timeout_s: PositiveSeconds = 60.0
+    reasoner_timeout_s: PositiveSeconds = 30.0
+    reasoner_first_token_timeout_s: PositiveSeconds = 10.0
+    """Streaming: no first token from the reasoner by then → answer from vision instead."""
+    stream_idle_timeout_s: PositiveSeconds = 15.0
+    """Streaming: no event from an upstream for this long after the first token → end degraded."""
+    connect_timeout_s: PositiveSeconds = 3.0
+    reasoner_failure_threshold: Annotated[int, Field(ge=1)] = 3
+    """Consecutive reasoner failures that open its circuit (answers go to vision meanwhile)."""
+    reasoner_circuit_open_s: Annotated[float, Field(ge=0)] = 10.0
+
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 25 * _MB
+    max_image_bytes: Annotated[int, Field(ge=1024)] = 10 * _MB
+    max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
+    max_side: Annotated[int, Field(ge=32, le=8192)] = 1024
+    max_images_per_request: Annotated[int, Field(ge=1, le=64)] = 4
+
+    allow_http_images: bool = False
+    image_domain_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
+    """Hosts image URLs may point at (empty: any public host). Comma-separated in the env."""
+    image_fetch_timeout_s: PositiveSeconds = 10.0
+
+    upstream_max_connections: Annotated[int, Field(ge=1, le=10_000)] = 256
+    """Pooled keep-alive connections per upstream (vision, reasoner)."""
+    upstream_keepalive_s: Annotated[float, Field(gt=0)] = 30.0
+    """Idle pooled connections are closed after this; shorter than the model servers' 75 s."""
+    log_level: LogLevel = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("vision_url", "reasoner_url")
+    @classmethod
+    def _check_http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http:// or https:// base URL (e.g. http://127.0.0.1:8081)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is not a redis:// URL (e.g. redis://127.0.0.1:6379/0)")
+        return value
+
+    @field_validator("image_domain_allowlist", mode="before")
+    @classmethod
+    def _split_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(d.strip().lower() for d in value.split(",") if d.strip())
+        return value
+
+    @field_validator("keywords_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> GatewaySettings:
+        from gateway.prompts import CAPTION_PROMPTS  # the known versions live beside the prompts
+
+        if self.caption_prompt_version not in CAPTION_PROMPTS:
+            known = ", ".join(sorted(CAPTION_PROMPTS))
+            raise ValueError(f"caption_prompt_version {self.caption_prompt_version!r} is unknown; known: {known}")
+        if self.keywords_file is not None and not self.keywords_file.is_file():
+            raise ValueError(f"keywords_file {str(self.keywords_file)!r} does not exist or is not a file")
+        if self.max_image_bytes > self.max_body_bytes:
+            raise ValueError("max_image_bytes must not exceed max_body_bytes")
+        return self

@@ -1,0 +1,248 @@
+"""The gateway's exceptions and the one table that maps them to HTTP.
+
+::
+
+    GatewayError                        500  base: every error the gateway raises on purpose
+    ├── InvalidRequestError             400  the request is wrong; the message says what is accepted
+    │   ├── ImageInputError             400  an image was refused (code from gateway.images:
+    │   │                                    invalid_image, image_too_large, unsupported_image_format)
+    │   ├── ImageFetchError             400  an image URL was blocked or could not be fetched
+    │   ├── TooManyImagesError          400  more images than ``max_images_per_request``
+    │   └── RouteConflictError          400  the model id, ``route`` field and header force different routes
+    ├── PayloadTooLargeError            413  body larger than ``max_body_bytes``
+    ├── ModelNotFoundError              404  ``model`` is not one of GET /v1/models
+    └── UpstreamError                   502  vision or reasoner failed (``.upstream`` names which)
+        ├── UpstreamUnavailableError    503  + Retry-After: unreachable, or it dropped the connection
+        │   ├── UpstreamServerError     503  + Retry-After: it answered 5xx (or an error event mid-stream)
+        │   ├── UpstreamTimeoutError    503  + Retry-After: no answer in time
+        │   └── UpstreamOverloadedError 503  + Retry-After: it said 503/429 (its Retry-After kept)
+        ├── UpstreamProtocolError       502  it answered something that is not OpenAI JSON/SSE
+        └── UpstreamRejectedError       4xx  it refused the request: its status and error body pass through
+
+Lower layers (aiohttp, gateway.images, gateway.fetch) are translated into this tree at
+the boundary with ``raise X(...) from exc``. Reasoner failures rarely reach this table:
+the pipeline catches them and answers from vision instead (see ``gateway.degrade``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from flashsight_common.errors import describe_validation_errors, error_body
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    error_type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+    default_retry_after: ClassVar[int | None] = None
+
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+        self.retry_after = retry_after if retry_after is not None else self.default_retry_after
+
+    def status(self) -> int:
+        return self.status_code
+
+    def body(self) -> dict[str, Any]:
+        """The OpenAI error body for this error."""
+        return error_body(self.message, type=self.error_type, param=self.param, code=self.code)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
+
+
+class InvalidRequestError(GatewayError):
+    """The request is malformed or asks for something not accepted."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    default_code = "invalid_value"
+
+
+class ImageInputError(InvalidRequestError):
+    """An image was refused by admission (bad bytes, too large, unsupported format)."""
+
+    default_code = "invalid_image"
+
+
+class ImageFetchError(InvalidRequestError):
+    """An image URL was blocked (SSRF policy) or could not be fetched."""
+
+    default_code = "image_fetch_failed"
+
+
+class TooManyImagesError(InvalidRequestError):
+    """The request carries more images than allowed."""
+
+    default_code = "too_many_images"
+
+
+class RouteConflictError(InvalidRequestError):
+    """Two ways of forcing the route disagree."""
+
+    default_code = "route_conflict"
+
+
+class PayloadTooLargeError(GatewayError):
+    """The request body exceeds ``max_body_bytes``."""
+
+    status_code = 413
+    error_type = "invalid_request_error"
+    default_code = "payload_too_large"
+
+
+class ModelNotFoundError(GatewayError):
+    """``model`` names no model the gateway serves."""
+
+    status_code = 404
+    error_type = "invalid_request_error"
+    default_code = "model_not_found"
+
+
+class UpstreamError(GatewayError):
+    """An upstream (vision or reasoner) failed; ``upstream`` says which."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    default_code = "upstream_error"
+
+    def __init__(self, message: str, *, upstream: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.upstream = upstream
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """The upstream could not be reached or answered 5xx."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "upstream_unavailable"
+    default_retry_after = 5
+
+
+class UpstreamServerError(UpstreamUnavailableError):
+    """The upstream answered 5xx, or sent an error event mid-stream."""
+
+    default_code = "upstream_server_error"
+
+
+class UpstreamTimeoutError(UpstreamUnavailableError):
+    """The upstream did not answer (or stopped streaming) in time."""
+
+    default_code = "upstream_timeout"
+
+
+class UpstreamOverloadedError(UpstreamUnavailableError):
+    """The upstream refused work for now (503/429)."""
+
+    error_type = "overloaded_error"
+    default_code = "upstream_overloaded"
+    default_retry_after = 1
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered something that is not OpenAI-shaped JSON or SSE."""
+
+    default_code = "upstream_protocol_error"
+
+
+class UpstreamRejectedError(UpstreamError):
+    """The upstream refused the request with a 4xx; its status and body are passed through."""
+
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, upstream: str, status: int, upstream_body: dict[str, Any] | None,
+                 **kwargs: Any) -> None:
+        super().__init__(message, upstream=upstream, **kwargs)
+        self.upstream_status = status
+        self.upstream_body = upstream_body
+
+    def status(self) -> int:
+        return self.upstream_status
+
+    def body(self) -> dict[str, Any]:
+        if self.upstream_body and isinstance(self.upstream_body.get("error"), dict):
+            return self.upstream_body
+        return super().body()
+
+
+def error_response(
+    status: int, message: str, *, type: str, param: str | None = None, code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An OpenAI-shaped JSON error response."""
+    return JSONResponse(error_body(message, type=type, param=param, code=code), status_code=status,
+                        headers=headers)
+
+
+async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, GatewayError)
+    if exc.status() >= 500:
+        logger.warning("%s %s → %d %s: %s", request.method, request.url.path, exc.status(), exc.code,
+                       exc.message)
+    return JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return error_response(
+            400, "the request body must be JSON (Content-Type: application/json): it could not be parsed",
+            type="invalid_request_error", code="invalid_json",
+        )
+    message, param = describe_validation_errors(errors)
+    return error_response(400, message, type="invalid_request_error", param=param, code="invalid_value")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    messages = {
+        404: f"no route {request.url.path}; see GET /v1/models and POST /v1/chat/completions",
+        405: f"method {request.method} is not allowed on {request.url.path}",
+    }
+    kind = {404: "not_found_error"}.get(exc.status_code, "invalid_request_error")
+    return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)),
+                          type=kind if exc.status_code < 500 else "server_error",
+                          headers=dict(exc.headers or {}))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # A 500 is a bug: log it with the traceback, say as little as is useful.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error",
+                          code="internal_error")
+
+
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+
+# The one handler table: exception class → handler (the most specific class wins, by MRO).
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
+    GatewayError: _gateway_error,
+    RequestValidationError: _validation_error,
+    StarletteHTTPException: _http_error,
+    Exception: _unexpected_error,
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register :data:`EXCEPTION_HANDLERS` on ``app``."""
+    for exc_class, handler in EXCEPTION_HANDLERS.items():
+        app.add_exception_handler(exc_class, handler)

@@ -1,0 +1,97 @@
+"""The gateway app factory: ``create_app(settings)`` and the lifespan that owns every resource.
+
+One aiohttp session per upstream (own connection pool and keep-alive), one Redis client
+(behind a guard that skips it while it is down), the image fetcher and the keyword
+table are built at start-up, put on ``app.state`` and closed on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from gateway.admission import ImageAdmitter
+from gateway.cache import CaptionCache
+from gateway.captioning import Captioner
+from gateway.config import GatewaySettings
+from gateway.degrade import ReasonerGuard
+from gateway.errors import install_error_handlers
+from gateway.fetch import FetchPolicy, ImageFetcher
+from gateway.images import ImageLimits
+from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.pipeline import Pipeline
+from gateway.prompts import CAPTION_PROMPTS
+from gateway.redis_guard import RedisGuard, build_redis
+from gateway.routes import router
+from gateway.routing import KeywordTable
+from gateway.seeds import router as seeds_router
+from gateway.upstream import UpstreamClient, UpstreamTimeouts, build_session
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """The gateway in front of ``settings.vision_url`` and ``settings.reasoner_url``."""
+    settings = settings or GatewaySettings()
+    keywords = KeywordTable.load(settings.keywords_file)  # a broken keyword file fails now, not per request
+    limits = ImageLimits(max_image_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels,
+                         max_side=settings.max_side)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            sessions = [build_session(max_connections=settings.upstream_max_connections,
+                                      keepalive_s=settings.upstream_keepalive_s) for _ in range(2)]
+            for session in sessions:
+                stack.push_async_callback(session.close)
+            redis = build_redis(settings.redis_url, timeout_s=settings.redis_timeout_s)
+            stack.push_async_callback(redis.aclose)
+            fetcher = ImageFetcher(FetchPolicy(
+                allow_http=settings.allow_http_images, allowed_domains=settings.image_domain_allowlist,
+                max_bytes=settings.max_image_bytes, timeout_s=settings.image_fetch_timeout_s,
+            ))
+            stack.push_async_callback(fetcher.aclose)
+            vision = UpstreamClient("vision", settings.vision_url, sessions[0], timeouts=UpstreamTimeouts(
+                connect_s=settings.connect_timeout_s, total_s=settings.vision_timeout_s,
+                first_token_s=settings.vision_timeout_s, idle_s=settings.stream_idle_timeout_s,
+            ))
+            reasoner = UpstreamClient("reasoner", settings.reasoner_url, sessions[1], timeouts=UpstreamTimeouts(
+                connect_s=settings.connect_timeout_s, total_s=settings.reasoner_timeout_s,
+                first_token_s=settings.reasoner_first_token_timeout_s, idle_s=settings.stream_idle_timeout_s,
+            ))
+            guard = RedisGuard(redis, retry_after_s=settings.redis_retry_after_s)
+            cache = CaptionCache(guard, ttl_s=settings.caption_ttl_seconds,
+                                 prompt_version=settings.caption_prompt_version)
+            app.state.redis_guard = guard
+            app.state.pipeline = Pipeline(
+                admitter=ImageAdmitter(limits=limits, max_images=settings.max_images_per_request, fetcher=fetcher),
+                keywords=keywords,
+                captioner=Captioner(vision, cache, prompt=CAPTION_PROMPTS[settings.caption_prompt_version],
+                                    max_tokens=settings.caption_max_tokens),
+                vision=vision,
+                reasoner=ReasonerGuard(reasoner, failure_threshold=settings.reasoner_failure_threshold,
+                                       open_s=settings.reasoner_circuit_open_s),
+            )
+            logger.info("gateway ready: vision=%s reasoner=%s redis=%s keywords=%d zh + %d en",
+                        settings.vision_url, settings.reasoner_url, _redacted(settings.redis_url),
+                        len(keywords.zh), len(keywords.en))
+            yield
+
+    app = FastAPI(title="FlashSight gateway", lifespan=lifespan)
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(seeds_router)
+    # Added last = outermost: every response, 413s included, carries X-Request-ID.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _redacted(url: str) -> str:
+    # redis://:password@host → redis://***@host, so a password never reaches the log.
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else url

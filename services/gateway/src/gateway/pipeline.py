@@ -1,0 +1,145 @@
+"""The gateway's request pipeline: admit → route → (direct | caption → reason) → degrade → answer.
+
+:meth:`Pipeline.prepare` does everything that can still fail with a plain HTTP error
+(bad input 4xx, vision down 503): admission, the route choice, the captions.
+:meth:`Pipeline.complete` and :meth:`Pipeline.stream` then answer, from the reasoner
+on the cascade route, falling back to vision (marked degraded) when it cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from gateway.admission import ImageAdmitter
+from gateway.captioning import Captioner
+from gateway.degrade import ReasonerGuard, degraded_reason, mark_degraded, with_notice
+from gateway.errors import UpstreamError
+from gateway.job import Job, elapsed_ms
+from gateway.routing import KeywordTable, forced_route, pick_route
+from gateway.schemas import FlashSightMeta, GatewayChatRequest
+from gateway.streaming import PrimedStream, prime, relay
+from gateway.upstream import UpstreamClient
+
+logger = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Answers chat requests through vision and reasoner; one per app, built in the lifespan."""
+
+    def __init__(self, *, admitter: ImageAdmitter, keywords: KeywordTable, captioner: Captioner,
+                 vision: UpstreamClient, reasoner: ReasonerGuard) -> None:
+        self.admitter = admitter
+        self.keywords = keywords
+        self.captioner = captioner
+        self.vision = vision
+        self.reasoner = reasoner
+
+    async def prepare(self, request: GatewayChatRequest, *, request_id: str,
+                      header_route: str | None = None) -> Job:
+        """Admit the images, pick the route, caption (cascade). Raises the request's HTTP error."""
+        started = time.perf_counter()
+        forced = forced_route(request.model, {**request.route_forces(), "X-FlashSight-Route header": header_route})
+        admitted = await self.admitter.admit(request)
+        decision = pick_route(_latest_user_text(admitted.request), forced=forced,
+                              has_images=bool(admitted.images), table=self.keywords)
+        meta = FlashSightMeta(route=decision.route, route_reason=decision.reason,
+                              matched_keyword=decision.keyword, request_id=request_id,
+                              images=[image.sha256 for image in admitted.images])
+        meta.timings_ms.admission = elapsed_ms(started)
+        job = Job(admitted.request, admitted.images, decision, request_id, started, meta)
+        if decision.route == "cascade" and job.images:
+            job.captions = await self.captioner.caption(job.images, request_id=request_id)
+            meta.caption_cache = job.captions.cache
+            meta.models.vision = job.captions.vision_model
+            meta.timings_ms.caption = round(job.captions.elapsed_ms, 1)
+        return job
+
+    # --- non-streamed ---------------------------------------------------------------------
+
+    async def complete(self, job: Job) -> dict[str, Any]:
+        """The ``chat.completion`` dict with its ``flashsight`` object."""
+        if job.decision.route == "direct":
+            answer = await self._ask_vision(job)
+        else:
+            try:
+                answer = await self._ask_reasoner(job)
+            except UpstreamError as exc:
+                answer = await self._degrade_to_vision(job, exc)
+        return {**answer, "flashsight": job.finish_meta().model_dump()}
+
+    async def _ask_vision(self, job: Job) -> dict[str, Any]:
+        started = time.perf_counter()
+        body = job.vision_body(await self.vision.model_id())
+        try:
+            answer = await self.vision.complete(body, request_id=job.request_id)
+        finally:
+            job.meta.timings_ms.vision = elapsed_ms(started)
+        job.meta.models.vision = answer.get("model")
+        return answer
+
+    async def _ask_reasoner(self, job: Job) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            body = job.reasoner_body(await self.reasoner.model_id())
+            answer = await self.reasoner.complete(body, request_id=job.request_id)
+        finally:
+            job.meta.timings_ms.reasoner = elapsed_ms(started)
+        job.meta.models.reasoner = answer.get("model")
+        return answer
+
+    async def _degrade_to_vision(self, job: Job, exc: UpstreamError) -> dict[str, Any]:
+        logger.warning("reasoner failed (request %s): %s; answering from vision", job.request_id, exc.message)
+        mark_degraded(job.meta, degraded_reason(exc))
+        answer = await self._ask_vision(job)
+        choice = answer["choices"][0]
+        message = {**choice.get("message", {})}
+        message["content"] = with_notice(message.get("content"))
+        return {**answer, "choices": [{**choice, "message": message}, *answer["choices"][1:]]}
+
+    # --- streamed -------------------------------------------------------------------------------
+
+    async def stream(self, job: Job) -> AsyncIterator[bytes]:
+        """The SSE byte stream; the source is primed first, so vision down is still a 503 here."""
+        if job.decision.route == "direct":
+            return relay(job, await self._open_vision(job), answered_by="vision")
+        try:
+            source = await self._open_reasoner(job)
+        except UpstreamError as exc:
+            logger.warning("reasoner failed before its first token (request %s): %s; streaming vision",
+                           job.request_id, exc.message)
+            mark_degraded(job.meta, degraded_reason(exc))
+            return relay(job, await self._open_vision(job), answered_by="vision")
+        job.meta.models.reasoner = source.model
+        return relay(job, source, answered_by="reasoner", on_failure=self.reasoner.record_failure)
+
+    async def _open_vision(self, job: Job) -> PrimedStream:
+        started = time.perf_counter()
+        body = job.vision_body(await self.vision.model_id())
+        stream = await self.vision.open_stream(body, request_id=job.request_id)
+        primed = await prime(stream, started=started)
+        job.meta.models.vision = primed.model or job.meta.models.vision
+        return primed
+
+    async def _open_reasoner(self, job: Job) -> PrimedStream:
+        started = time.perf_counter()
+        try:
+            body = job.reasoner_body(await self.reasoner.model_id())
+            stream = await self.reasoner.open_stream(body, request_id=job.request_id)  # counts its failures
+        except UpstreamError:
+            job.meta.timings_ms.reasoner = elapsed_ms(started)
+            raise
+        try:
+            primed = await prime(stream, started=started)
+        except UpstreamError:
+            self.reasoner.record_failure()
+            job.meta.timings_ms.reasoner = elapsed_ms(started)
+            raise
+        self.reasoner.record_success()
+        return primed
+
+
+def _latest_user_text(request: GatewayChatRequest) -> str:
+    return next((m.text() for m in reversed(request.messages) if m.role == "user"), "")

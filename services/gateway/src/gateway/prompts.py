@@ -1,0 +1,68 @@
+"""The prompts the gateway writes: the versioned caption prompt and the reasoner's context.
+
+Caption prompts are versioned because cached captions are keyed by the version: change
+the wording → add a new version (and point ``GATEWAY_CAPTION_PROMPT_VERSION`` at it),
+never edit an old one, or the cache would serve captions of the old prompt as new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flashsight_common.schemas import ChatMessage, ImagePart
+
+# version → prompt. "Describe" is the word both ocr-lite and GLM read as "caption this".
+CAPTION_PROMPTS: dict[str, str] = {
+    "1": (
+        "Describe this image for someone who cannot see it: what kind of image it is, its layout, "
+        "and all the text it contains in reading order. Be factual and complete; do not guess."
+    ),
+}
+
+# Fixed caption sampling: deterministic, so the cached caption is the one a rerun would give.
+CAPTION_PARAMS: dict[str, Any] = {"temperature": 0.0, "stream": False}
+
+REASONER_SYSTEM_PROMPT = (
+    "You answer questions about images you cannot see. A vision model has described each image "
+    "below. Answer from these descriptions and the conversation; if they do not contain what is "
+    "needed, say so plainly."
+)
+
+
+def caption_messages(prompt: str, image_data_url: str) -> list[dict[str, Any]]:
+    """The one-message conversation that asks vision to caption one image."""
+    return [{
+        "role": "user",
+        "content": [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": image_data_url}}],
+    }]
+
+
+def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) -> list[dict[str, Any]]:
+    """The conversation as text for the reasoner: images become ``[image N]`` markers and
+    their captions go into a system message in front (after the caller's own system text)."""
+    out: list[dict[str, Any]] = []
+    if captions:
+        described = "\n\n".join(f"[image {i}]\n{caption.strip()}" for i, caption in enumerate(captions, 1))
+        out.append({"role": "system", "content": f"{REASONER_SYSTEM_PROMPT}\n\n{described}"})
+    seen = 0
+    for message in messages:
+        pieces: list[str] = []
+        if isinstance(message.content, str):
+            pieces.append(message.content)
+        for part in message.content if isinstance(message.content, list) else ():
+            if isinstance(part, ImagePart):
+                seen += 1
+                pieces.append(f"[image {seen}]")
+            else:
+                pieces.append(part.text)
+        role = "system" if message.role == "developer" else message.role
+        out.append({"role": role, "content": "\n".join(p for p in pieces if p)})
+    return _merge_leading_system(out)
+
+
+def _merge_leading_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # Many chat templates (SmolLM2's, GLM's) accept one system message only, at the start.
+    system = [m["content"] for m in messages if m["role"] == "system" and m["content"]]
+    rest = [m for m in messages if m["role"] != "system"]
+    return ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + rest

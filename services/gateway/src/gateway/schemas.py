@@ -1,0 +1,140 @@
+"""The gateway's wire models: its chat request, the ``flashsight`` metadata object, the seed adapters.
+
+The chat request is OpenAI's (``flashsight_common.schemas.ChatCompletionRequest``) plus two
+optional ways to force the route: a top-level ``route`` field or ``flashsight.route``.
+Every answer carries a :class:`FlashSightMeta` (in the body, the last stream chunk, and
+``X-FlashSight-*`` headers).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+from urllib.parse import quote
+
+from flashsight_common.schemas import ChatCompletionRequest
+from pydantic import BaseModel, ConfigDict, Field
+
+RouteName = Literal["direct", "cascade"]
+CacheStatus = Literal["hit", "miss", "partial", "unavailable"]
+DegradedReason = Literal[
+    "reasoner_unavailable", "reasoner_timeout", "reasoner_error", "reasoner_failed_mid_stream",
+    "reasoner_circuit_open",
+]
+
+DEGRADED_NOTICE = "当前仅提供图像描述 / image description only"
+
+
+class RouteOptions(BaseModel):
+    """The request's optional ``flashsight`` object."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    route: RouteName | None = None
+
+
+class GatewayChatRequest(ChatCompletionRequest):
+    """``POST /v1/chat/completions``: OpenAI's request plus optional route forcing."""
+
+    route: RouteName | None = None
+    flashsight: RouteOptions | None = None
+
+    def route_forces(self) -> dict[str, str | None]:
+        """Where the body forces a route → the route (``route`` and ``flashsight.route``)."""
+        return {"route": self.route, "flashsight.route": self.flashsight.route if self.flashsight else None}
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling parameters the caller set, passed on to whichever model answers."""
+        keys = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
+                "response_format")
+        return self.model_dump(include=set(keys), exclude_none=True)
+
+
+class ModelsUsed(BaseModel):
+    """The models that really produced the answer."""
+
+    vision: str | None = None
+    reasoner: str | None = None
+
+
+class Timings(BaseModel):
+    """Milliseconds spent per stage (None: the stage did not run)."""
+
+    admission: float | None = None
+    caption: float | None = None
+    vision: float | None = None
+    reasoner: float | None = None
+    total: float | None = None
+
+
+class FlashSightMeta(BaseModel):
+    """What the gateway did with a request: route, cache, degradation, models, timings."""
+
+    route: RouteName
+    route_reason: Literal["keyword", "forced", "default", "no_image"]
+    matched_keyword: str | None = None
+    caption_cache: CacheStatus | None = None
+    degraded: bool = False
+    degraded_reason: DegradedReason | None = None
+    notice: str | None = None
+    models: ModelsUsed = Field(default_factory=ModelsUsed)
+    timings_ms: Timings = Field(default_factory=Timings)
+    images: list[str] = Field(default_factory=list)
+    request_id: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """``X-FlashSight-*`` response headers (non-ASCII percent-encoded as UTF-8)."""
+        timings = self.timings_ms.model_dump(exclude_none=True)
+        return {
+            "X-FlashSight-Route": self.route,
+            "X-FlashSight-Keyword": quote(self.matched_keyword or "", safe=""),
+            "X-FlashSight-Cache": self.caption_cache or "none",
+            "X-FlashSight-Degraded": (self.degraded_reason or "true") if self.degraded else "false",
+            "X-FlashSight-Models": json.dumps(self.models.model_dump(), separators=(",", ":")),
+            "X-FlashSight-Timings": ",".join(f"{k}={v:g}" for k, v in timings.items()),
+        }
+
+
+# --- seed adapters ---------------------------------------------------------------------------
+
+
+class InferRequest(BaseModel):
+    """``POST /infer``: one image URL (data: or https://) and a prompt."""
+
+    image_url: str = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+
+
+class InferResponse(BaseModel):
+    """``POST /infer`` answer; ``confidence`` is the vision model's, when it gives one."""
+
+    text: str
+    confidence: float | None = None
+    route: RouteName
+    model: str
+    flashsight: FlashSightMeta
+
+
+class CaptionResponse(BaseModel):
+    """``POST /caption`` answer."""
+
+    caption: str
+    model: str
+    cache: CacheStatus
+
+
+class ChatSeedResponse(BaseModel):
+    """``POST /chat`` answer (``answer`` and ``text`` hold the same string: both seed spellings)."""
+
+    answer: str
+    text: str
+    model: str
+    flashsight: FlashSightMeta
+
+
+class MultimodalResponse(BaseModel):
+    """``POST /v1/multimodal/completion`` answer."""
+
+    text: str
+    model: str
+    flashsight: FlashSightMeta
