@@ -68,6 +68,11 @@ def _escape(text: str) -> str:
     return text.replace("%", "%%")
 
 
+def _escape_twice(text: str) -> str:
+    # program sections are expanded twice (file-level, then per process: %(program_name)s ...)
+    return _escape(_escape(text))
+
+
 def render_config(programs: list[Program], paths: SupervisorPaths, *, directory: Path) -> str:
     """The supervisord.conf text. Programs inherit supervisord's environment (set by the launcher)."""
     lines = [
@@ -96,8 +101,8 @@ def render_config(programs: list[Program], paths: SupervisorPaths, *, directory:
         lines += [
             "",
             f"[program:{program.name}]",
-            f"command={_escape(shlex.join(program.argv))}",
-            f"directory={_escape(str(directory))}",
+            f"command={_escape_twice(shlex.join(program.argv))}",
+            f"directory={_escape_twice(str(directory))}",
             f"priority={program.priority}",
             "autostart=true",
             "autorestart=true",
@@ -108,7 +113,7 @@ def render_config(programs: list[Program], paths: SupervisorPaths, *, directory:
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",
-            f"stdout_logfile={_escape(str(paths.log_file(program.name)))}",
+            f"stdout_logfile={_escape_twice(str(paths.log_file(program.name)))}",
             f"stdout_logfile_maxbytes={LOG_MAX_BYTES}",
             f"stdout_logfile_backups={LOG_BACKUPS}",
         ]

@@ -208,7 +208,8 @@ def test_launcher_variables_are_in_env_example_with_their_defaults() -> None:
     entries = env_example()
     for name, (default, _) in LAUNCHER_VARIABLES.items():
         assert name in entries, f"{name} is missing from .env.example"
-        assert entries[name][0] == default, f"{name}: .env.example says {entries[name][0]!r}, launcher {default!r}"
+        written = entries[name][0]
+        assert written == default, f"{name}: .env.example says {written!r}, the launcher {default!r}"
 
 
 def same_default(written: str, default: Any) -> bool:
