@@ -26,6 +26,15 @@ def test_classify_intent(question: str, kind: str) -> None:
     assert classify_intent(question).kind == kind
 
 
+def test_the_gateways_caption_prompt_is_a_caption_even_when_it_mentions_fields() -> None:
+    prompt = ("Describe this image for someone who cannot see it: what kind of image it is, its layout, "
+              "and all the text it contains in reading order. Be factual and complete; do not guess.")
+    assert classify_intent(prompt).kind == "caption"
+    assert classify_intent("Describe the receipt, including the total and the date").kind == "caption"
+    assert classify_intent("请描述这张发票，包括金额").kind == "caption"
+    assert classify_intent("发票金额是多少？请描述").kind == "field"
+
+
 def test_a_field_intent_names_its_field_and_a_keyword_intent_its_keyword() -> None:
     assert classify_intent("实付金额是多少").field == "amount"
     assert classify_intent("这只猫是什么品种").keyword == "猫"

@@ -1,12 +1,15 @@
 """What a question asks of ocr-lite: a field, a caption, something it cannot see, or anything else.
 
 The rules are tried in order (a dispatch table, first match wins); each returns the
-keyword that matched, so an answer can be traced to its cause. Field questions come first
-because field names can contain words other rules react to ("收货人" holds "人").
+keyword that matched, so an answer can be traced to its cause. An instruction opening with
+a caption verb ("Describe this image ...", "请描述...") is a caption whatever it goes on to
+mention; otherwise field questions come first because field names can contain words other
+rules react to ("收货人" holds "人").
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +33,9 @@ UNSEEABLE_WORDS: tuple[str, ...] = (
 )
 
 
+_POLITE_OPENING = re.compile(r"^(?:请你|请|麻烦|帮我|please|can you|could you)[\s,，]*")
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
     """The kind of answer a question needs, the keyword that decided it, and the field asked for."""
@@ -49,6 +55,13 @@ def _keyword_rule(kind: str, words: tuple[str, ...]) -> Callable[[str], Intent |
     return rule
 
 
+def _leading_caption_rule(question: str) -> Intent | None:
+    """An instruction that starts with a caption verb ("Describe this image ... the total") is a caption."""
+    opening = _POLITE_OPENING.sub("", question.strip().lower())
+    word = next((w for w in CAPTION_WORDS if opening.startswith(w)), None)
+    return Intent("caption", keyword=word) if word else None
+
+
 def _field_rule(question: str) -> Intent | None:
     field = field_asked(question)
     return Intent("field", field=field) if field else None
@@ -56,6 +69,7 @@ def _field_rule(question: str) -> Intent | None:
 
 # The intent rules, in order.
 INTENT_RULES: tuple[Callable[[str], Intent | None], ...] = (
+    _leading_caption_rule,
     _field_rule,
     _keyword_rule("unseeable", UNSEEABLE_WORDS),
     _keyword_rule("caption", CAPTION_WORDS),
