@@ -1,0 +1,204 @@
+"""The shared batched decode loop on a tiny random-weight Llama (SmolLM2's architecture)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from modelserver.backend import SamplingParams  # noqa: E402
+from modelserver.decoding import IncrementalDetokenizer, decode_batch  # noqa: E402
+from modelserver.errors import InvalidRequestError  # noqa: E402
+
+from tests.support.tiny_models import GLM4_CHAT_TINY, tiny_model_path  # noqa: E402
+
+GREEDY = SamplingParams(max_tokens=12, temperature=0.0)
+NO_EOS: set[int] = set()
+
+
+class RecordingSink:
+    """A BatchSink that records everything; ``cancel_after[i] = n`` cancels row i after n emits."""
+
+    def __init__(self, cancel_after: dict[int, int] | None = None, cancelled: set[int] | None = None) -> None:
+        self.texts: dict[int, list[str]] = {}
+        self.finished: dict[int, dict[str, Any]] = {}
+        self.failed: dict[int, Exception] = {}
+        self.cancel_after = cancel_after or {}
+        self.cancelled = set(cancelled or ())
+
+    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
+        assert index not in self.finished, "a finished row must not emit"
+        self.texts.setdefault(index, []).append(text)
+        if len(self.texts[index]) >= self.cancel_after.get(index, 1 << 30):
+            self.cancelled.add(index)
+
+    def finish(self, index: int, **usage: Any) -> None:
+        assert index not in self.finished, "finish must be called once per row"
+        self.finished[index] = usage
+
+    def fail(self, index: int, error: Exception) -> None:
+        self.failed[index] = error
+
+    def is_cancelled(self, index: int) -> bool:
+        return index in self.cancelled
+
+    def text(self, index: int) -> str:
+        return "".join(self.texts.get(index, []))
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    # Byte-level BPE with a 400-entry vocabulary: CJK characters span several tokens.
+    return transformers.AutoTokenizer.from_pretrained(tiny_model_path(GLM4_CHAT_TINY))
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A 2-layer Llama with random weights, saved and reloaded like a real checkpoint."""
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        initializer_range=0.2,  # varied logits, so wrong positions or masks change the output
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    path: Path = tmp_path_factory.mktemp("tiny-llama")
+    transformers.LlamaForCausalLM(config).save_pretrained(path)
+    return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def prompts(tokenizer: Any) -> list[list[int]]:
+    texts = ["The invoice total is", "A cat", "为什么这个报表的数字不一致？应该怎么做？"]
+    encoded = [tokenizer.encode(text, add_special_tokens=False) for text in texts]
+    assert len({len(ids) for ids in encoded}) == 3  # different lengths: real left padding
+    return encoded
+
+
+def reference_greedy(model: Any, prompt: list[int], steps: int) -> list[int]:
+    """Greedy tokens by full recomputation: no cache, no padding, nothing clever."""
+    ids = list(prompt)
+    with torch.inference_mode():
+        for _ in range(steps):
+            logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+            ids.append(int(logits.argmax()))
+    return ids[len(prompt):]
+
+
+def run(model: Any, tokenizer: Any, prompts: list[list[int]], params: list[SamplingParams],
+        sink: RecordingSink | None = None, **kwargs: Any) -> tuple[list[Any], RecordingSink]:
+    sink = sink or RecordingSink()
+    kwargs.setdefault("eos_ids", NO_EOS)
+    return decode_batch(model, tokenizer, prompts, params, sink, **kwargs), sink
+
+
+def test_batched_greedy_equals_each_prompt_alone_and_full_recomputation(model, tokenizer, prompts) -> None:
+    batched, _ = run(model, tokenizer, prompts, [GREEDY] * 3)
+    for index, prompt in enumerate(prompts):
+        alone, _ = run(model, tokenizer, [prompt], [GREEDY])
+        assert batched[index].token_ids == alone[0].token_ids
+        assert batched[index].token_ids == reference_greedy(model, prompt, GREEDY.max_tokens)
+
+
+def test_max_tokens_is_exact_per_row(model, tokenizer, prompts) -> None:
+    limits = [1, 5, 9]
+    results, sink = run(model, tokenizer, prompts, [SamplingParams(max_tokens=n, temperature=0) for n in limits])
+    for index, limit in enumerate(limits):
+        assert results[index].completion_tokens == limit
+        assert sink.finished[index]["finish_reason"] == "length"
+        assert sink.finished[index]["completion_tokens"] == limit
+
+
+def test_usage_counts_prompt_without_padding_and_streamed_text_matches_tokens(model, tokenizer, prompts) -> None:
+    results, sink = run(model, tokenizer, prompts, [GREEDY] * 3)
+    for index, prompt in enumerate(prompts):
+        assert sink.finished[index]["prompt_tokens"] == len(prompt)
+        assert sink.finished[index]["completion_tokens"] == len(results[index].token_ids) == GREEDY.max_tokens
+        full = tokenizer.decode(results[index].token_ids, skip_special_tokens=True)
+        assert sink.text(index) == full.rstrip("\ufffd")
+        assert "\ufffd" not in sink.text(index) or "\ufffd" in full.rstrip("\ufffd")
+        assert 0.0 < sink.finished[index]["confidence"] <= 1.0
+
+
+def test_eos_stops_its_row_while_the_others_continue(model, tokenizer, prompts) -> None:
+    free, _ = run(model, tokenizer, prompts, [GREEDY] * 3)
+    eos = free[0].token_ids[3]  # row 0 emits this at step 4: make it the end token
+    results, sink = run(model, tokenizer, prompts, [GREEDY] * 3, eos_ids={eos})
+    first = free[0].token_ids.index(eos)
+    assert results[0].token_ids == free[0].token_ids[: first + 1]  # EOS counted, as vLLM does
+    assert sink.finished[0] == {**sink.finished[0], "finish_reason": "stop", "completion_tokens": first + 1}
+    for index in (1, 2):
+        expected = free[index].token_ids
+        if eos in expected:
+            expected = expected[: expected.index(eos) + 1]
+        assert results[index].token_ids == expected  # dropping row 0 from the cache changed nothing
+
+
+def test_cancellation_stops_a_row_and_leaves_the_others(model, tokenizer, prompts) -> None:
+    params = [SamplingParams(max_tokens=20, temperature=0.0)] * 3
+    free, _ = run(model, tokenizer, prompts, params)
+    results, sink = run(model, tokenizer, prompts, params, RecordingSink(cancel_after={0: 2}, cancelled={1}))
+    assert sink.finished[1] == {**sink.finished[1], "finish_reason": "stop", "completion_tokens": 0}
+    assert 0 < results[0].completion_tokens < 20
+    assert len(sink.texts[0]) == 2  # nothing after the cancel
+    assert results[0].token_ids == free[0].token_ids[: results[0].completion_tokens]
+    assert results[2].token_ids == free[2].token_ids
+
+
+def test_a_seed_reproduces_whatever_else_is_batched(model, tokenizer, prompts) -> None:
+    seeded = SamplingParams(max_tokens=12, temperature=1.0, seed=7)
+    alone, _ = run(model, tokenizer, [prompts[0]], [seeded])
+    batched, _ = run(model, tokenizer, prompts, [seeded, SamplingParams(max_tokens=12, temperature=1.0, seed=1), GREEDY])
+    other_seed, _ = run(model, tokenizer, [prompts[0]], [SamplingParams(max_tokens=12, temperature=1.0, seed=8)])
+    assert batched[0].token_ids == alone[0].token_ids
+    assert other_seed[0].token_ids != alone[0].token_ids
+    greedy, _ = run(model, tokenizer, [prompts[0]], [GREEDY])
+    assert alone[0].token_ids != greedy[0].token_ids  # it really sampled
+
+
+def test_a_tiny_top_p_keeps_only_the_most_likely_token(model, tokenizer, prompts) -> None:
+    nucleus, _ = run(model, tokenizer, prompts, [SamplingParams(max_tokens=8, temperature=1.5, top_p=1e-6, seed=3)] * 3)
+    greedy, _ = run(model, tokenizer, prompts, [SamplingParams(max_tokens=8, temperature=0.0)] * 3)
+    assert [r.token_ids for r in nucleus] == [r.token_ids for r in greedy]
+
+
+def test_the_context_length_caps_generation_and_refuses_a_prompt_that_fills_it(model, tokenizer, prompts) -> None:
+    long, short = prompts[2], prompts[1]
+    results, sink = run(model, tokenizer, [long, short], [GREEDY, GREEDY], max_context=len(short) + 3)
+    assert isinstance(sink.failed[0], InvalidRequestError) and 0 not in sink.finished
+    assert results[1].completion_tokens == 3 and sink.finished[1]["finish_reason"] == "length"
+
+
+def test_the_model_eos_ends_a_row_by_default(model, tokenizer, prompts) -> None:
+    free, _ = run(model, tokenizer, [prompts[0]], [GREEDY])
+    model.generation_config.eos_token_id = free[0].token_ids[1]
+    try:
+        results, sink = run(model, tokenizer, [prompts[0]], [GREEDY], eos_ids=None)
+    finally:
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+    assert sink.finished[0]["finish_reason"] == "stop"
+    assert results[0].token_ids == free[0].token_ids[: free[0].token_ids.index(free[0].token_ids[1]) + 1]
+
+
+def test_incremental_detokenisation_never_splits_a_character(tokenizer) -> None:
+    text = "发票金额合计 1280.50 元 — ok ✓"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    assert len(ids) > len(text) / 2  # several tokens per CJK character: the case that matters
+    detok = IncrementalDetokenizer(tokenizer)
+    pieces = [detok.step(ids[: n + 1]) for n in range(len(ids))]
+    pieces.append(detok.flush(ids))
+    assert all("\ufffd" not in piece for piece in pieces)
+    assert "".join(pieces) == text
+    assert sum(1 for piece in pieces if piece) > 5  # it streamed, rather than emitting at the end
+
+
+def test_flush_drops_a_character_cut_off_by_the_token_limit(tokenizer) -> None:
+    ids = tokenizer.encode("ok 发", add_special_tokens=False)
+    cut = ids[:-1]  # the last byte of 发 is missing
+    detok = IncrementalDetokenizer(tokenizer)
+    streamed = "".join(detok.step(cut[: n + 1]) for n in range(len(cut))) + detok.flush(cut)
+    assert streamed == "ok "
