@@ -6,6 +6,11 @@ final answer in ``<|begin_of_box|>…<|end_of_box|>``. FlashSight reports the th
 the text inside them, so callers get a plain answer: ``<|begin_of_box|>42<|end_of_box|>``
 → ``42``.
 
+Other control tokens the model may print (e.g. ``<|image|>``) can be passed as ``drop``:
+they are removed the same way. (The backend decodes with special tokens kept, because
+some GLM tokenizers mark ``<think>`` itself as special, and ``skip_special_tokens`` would
+then merge the thought into the answer.)
+
 Text arrives in arbitrary pieces (a tag may be split over several decoded tokens, e.g.
 ``"<th"`` + ``"ink>"``), so the splitter holds back any tail that could still become a
 tag and releases it once it cannot.
@@ -13,6 +18,7 @@ tag and releases it once it cannot.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 THINK_OPEN = "<think>"
@@ -40,7 +46,8 @@ class Segment:
 class ThinkingSplitter:
     """Incremental ``<think>`` splitter and box-marker remover for one answer."""
 
-    def __init__(self, *, in_reasoning: bool = False) -> None:
+    def __init__(self, *, in_reasoning: bool = False, drop: Iterable[str] = ()) -> None:
+        self._tags: dict[str, bool | None] = {**dict.fromkeys(drop), **_TAG_EFFECTS}
         # ``in_reasoning``: the prompt already opened a ``<think>`` block (some templates
         # pre-fill it), so the answer starts inside the thought.
         self._reasoning = in_reasoning
@@ -57,16 +64,16 @@ class ThinkingSplitter:
         self._pending += text
         out: list[Segment] = []
         while True:
-            position, tag = _find_first_tag(self._pending)
+            position, tag = _find_first_tag(self._pending, self._tags)
             if tag is None:
                 break
             self._release(self._pending[:position], out)
             self._pending = self._pending[position + len(tag) :]
-            mode = _TAG_EFFECTS[tag]
+            mode = self._tags[tag]
             if mode is not None and mode != self._reasoning:
                 self._reasoning = mode
                 self._strip_leading = True
-        keep = _partial_tag_suffix(self._pending)
+        keep = _partial_tag_suffix(self._pending, self._tags)
         self._release(self._pending[: len(self._pending) - keep], out)
         self._pending = self._pending[len(self._pending) - keep :]
         return out
@@ -106,19 +113,19 @@ def prompt_opens_thinking(prompt: str) -> bool:
     return prompt.rfind(THINK_OPEN) > prompt.rfind(THINK_CLOSE)
 
 
-def _find_first_tag(text: str) -> tuple[int, str | None]:
+def _find_first_tag(text: str, tags: Iterable[str]) -> tuple[int, str | None]:
     best, found = len(text), None
-    for tag in _TAG_EFFECTS:
+    for tag in tags:
         position = text.find(tag)
         if 0 <= position < best:
             best, found = position, tag
     return best, found
 
 
-def _partial_tag_suffix(text: str) -> int:
+def _partial_tag_suffix(text: str, tags: Iterable[str]) -> int:
     """Length of the longest tail of ``text`` that is a proper prefix of some tag."""
     longest = 0
-    for tag in _TAG_EFFECTS:
+    for tag in tags:
         for size in range(min(len(tag) - 1, len(text)), longest, -1):
             if text.endswith(tag[:size]):
                 longest = size

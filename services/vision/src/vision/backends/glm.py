@@ -91,6 +91,7 @@ class GlmBackend:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self._decoder_model: Any = None
+        self._control_tokens: frozenset[str] = frozenset()
 
     # -- start-up -----------------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class GlmBackend:
             raise ModelLoadError(f"{SETTING_NAME}={source!r}: loading the weights failed: {exc}") from exc
         except torch.OutOfMemoryError as exc:
             raise ModelLoadError(f"{SETTING_NAME}={source!r}: out of memory while loading the weights: {exc}") from exc
+        self._control_tokens = control_tokens(self.processor.tokenizer)
         self.model = model.eval()
         self._decoder_model = MropeModel(self.model) if hasattr(self.model.model, "get_rope_index") else self.model
         log.info("glm: loaded %s in %.1f s", self.model_id, time.perf_counter() - started)
@@ -144,7 +146,7 @@ class GlmBackend:
             return
         from modelserver.decoding import decode_batch
 
-        splitting = SplittingSink(sink, rows)
+        splitting = SplittingSink(sink, rows, drop=self._control_tokens)
         decode_batch(
             self._decoder_model,
             self.processor.tokenizer,
@@ -152,6 +154,9 @@ class GlmBackend:
             [batch[row.position].sampling for row in rows],
             splitting,
             extra_inputs=batch_image_inputs(rows, device=self.device, dtype=self.dtype),
+            # Kept so <think>/box tags survive even where the tokenizer marks them special;
+            # SplittingSink interprets them and drops the other control tokens.
+            skip_special_tokens=False,
         )
 
     def _prepare(self, position: int, request: GenerationRequest) -> PreparedRow:
@@ -175,10 +180,10 @@ class GlmBackend:
 class SplittingSink:
     """Routes ``<think>`` text to reasoning and strips box markers, per row, before the real sink."""
 
-    def __init__(self, sink: BatchSink, rows: Sequence[PreparedRow]) -> None:
+    def __init__(self, sink: BatchSink, rows: Sequence[PreparedRow], *, drop: frozenset[str] = frozenset()) -> None:
         self._sink = sink
         self._positions = [row.position for row in rows]
-        self._splitters = [ThinkingSplitter(in_reasoning=row.starts_in_reasoning) for row in rows]
+        self._splitters = [ThinkingSplitter(in_reasoning=row.starts_in_reasoning, drop=drop) for row in rows]
 
     def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
         for segment in self._splitters[index].feed(text):
@@ -230,6 +235,12 @@ def batch_image_inputs(rows: Sequence[PreparedRow], *, device: torch.device, dty
         "pixel_values": torch.cat([r.pixel_values for r in with_images]).to(device=device, dtype=dtype),
         "image_grid_thw": torch.cat([r.image_grid_thw for r in with_images]).to(device=device),
     }
+
+
+def control_tokens(tokenizer: Any) -> frozenset[str]:
+    """The tokenizer's special tokens (never answer text), as strings to drop from the output."""
+    special = {token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
+    return frozenset(special | set(tokenizer.all_special_tokens))
 
 
 def pick_model_class(config: Any) -> Any:
