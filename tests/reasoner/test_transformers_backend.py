@@ -1,0 +1,174 @@
+"""The transformers backend: start-up checks, text-only requests, and real decoding.
+
+Decoding runs on the tiny GLM-4 chat checkpoint (``Glm4ForCausalLM``: the production
+model's architecture, special tokens and chat template) and on the real embedded SmolLM2.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from flashsight_common.schemas import ChatMessage
+from modelserver.backend import GenerationRequest, SamplingParams
+from modelserver.errors import UnsupportedParameterError
+
+from reasoner.backends import BACKENDS
+from reasoner.backends.transformers_backend import TransformersBackend
+from reasoner.config import ReasonerSettings
+from reasoner.errors import ChatTemplateMissingError, CheckpointNotFoundError, TokenizerMissingError
+from reasoner.main import create_app
+from tests.support.servers import ThreadedServer
+from tests.support.tiny_models import GLM4_CHAT_TINY, tiny_model_path
+
+GREEDY = SamplingParams(max_tokens=16, temperature=0.0)
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.text: dict[int, str] = {}
+        self.finished: dict[int, dict[str, Any]] = {}
+        self.failed: dict[int, Exception] = {}
+
+    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
+        self.text[index] = self.text.get(index, "") + text
+
+    def finish(self, index: int, **usage: Any) -> None:
+        self.finished[index] = usage
+
+    def fail(self, index: int, error: Exception) -> None:
+        self.failed[index] = error
+
+    def is_cancelled(self, index: int) -> bool:
+        return False
+
+
+def chat(text: str, *, sampling: SamplingParams = GREEDY, **extra: Any) -> GenerationRequest:
+    return GenerationRequest("req", [ChatMessage(role="user", content=text)], sampling, **extra)
+
+
+def loaded(model: str | Path) -> TransformersBackend:
+    backend = BACKENDS["transformers"](ReasonerSettings(model=str(model), device="cpu"))
+    assert isinstance(backend, TransformersBackend)
+    backend.load()
+    return backend
+
+
+@pytest.fixture(scope="module")
+def tiny_glm() -> TransformersBackend:
+    return loaded(tiny_model_path(GLM4_CHAT_TINY))
+
+
+@pytest.fixture(scope="module")
+def smollm2() -> TransformersBackend:
+    started = time.perf_counter()
+    backend = loaded("embedded:smollm2")
+    backend.load_seconds = time.perf_counter() - started  # type: ignore[attr-defined]
+    return backend
+
+
+# -- start-up checks ------------------------------------------------------------------------
+
+def test_a_missing_checkpoint_directory_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointNotFoundError, match="no such directory"):
+        loaded(tmp_path / "glm-4-9b-chat-hf")
+
+
+def test_a_checkpoint_without_tokenizer_is_refused(tmp_path: Path) -> None:
+    shutil.copy(tiny_model_path(GLM4_CHAT_TINY) / "config.json", tmp_path / "config.json")
+    with pytest.raises(TokenizerMissingError, match="tokenizer"):
+        loaded(tmp_path)
+
+
+def test_a_tokenizer_without_chat_template_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "base-model"
+    shutil.copytree(tiny_model_path(GLM4_CHAT_TINY), target)
+    (target / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(ChatTemplateMissingError, match="chat template"):
+        loaded(target)
+
+
+# -- requests -------------------------------------------------------------------------------
+
+def test_image_parts_are_refused_with_a_pointer_to_the_vision_stage(tiny_glm: TransformersBackend) -> None:
+    request = GenerationRequest("req", [
+        ChatMessage(role="system", content="Be brief."),
+        ChatMessage.model_validate({"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+        ]}),
+    ])
+    with pytest.raises(UnsupportedParameterError, match="text only") as caught:
+        tiny_glm.check_request(request)
+    assert caught.value.param == "messages[1].content"
+
+
+@pytest.mark.parametrize("kind", ["json_object", "json_schema"])
+def test_structured_output_is_refused_for_now(tiny_glm: TransformersBackend, kind: str) -> None:
+    with pytest.raises(UnsupportedParameterError, match="response_format"):
+        tiny_glm.check_request(chat("hi", response_format={"type": kind, "json_schema": {"schema": {}}}))
+    tiny_glm.check_request(chat("hi", response_format={"type": "text"}))
+
+
+def test_a_batch_decodes_with_the_chat_template_and_exact_usage(tiny_glm: TransformersBackend) -> None:
+    from reasoner.backends.prompting import encode_prompt
+
+    batch = [chat("The invoice total is"), chat("为什么这个报表的数字不一致？"),
+             GenerationRequest("r3", [ChatMessage(role="developer", content="Answer in English."),
+                                      ChatMessage(role="user", content="A cat")], GREEDY)]
+    sink = RecordingSink()
+    tiny_glm.generate(batch, sink)
+    assert not sink.failed and set(sink.finished) == {0, 1, 2}
+    for index, request in enumerate(batch):
+        prompt = encode_prompt(tiny_glm.tokenizer, request.messages)
+        assert tiny_glm.tokenizer.decode(prompt).startswith("[gMASK]<sop>")  # GLM's own template
+        assert sink.finished[index]["prompt_tokens"] == len(prompt)
+        assert 1 <= sink.finished[index]["completion_tokens"] <= GREEDY.max_tokens
+    alone = RecordingSink()
+    tiny_glm.generate([batch[1]], alone)
+    assert alone.text.get(0, "") == sink.text.get(1, "")  # batching does not change an answer
+
+
+def test_the_app_serves_generate_and_chat_over_http(tmp_path: Path) -> None:
+    settings = ReasonerSettings(model=str(tiny_model_path(GLM4_CHAT_TINY)), device="cpu", port=1)
+    with ThreadedServer(create_app(settings), startup_timeout=60) as server, \
+            httpx.Client(base_url=server.base_url, timeout=30) as client:
+        assert [m["id"] for m in client.get("/v1/models").json()["data"]] == [GLM4_CHAT_TINY]
+        answer = client.post("/generate", json={"prompt": "The invoice total is", "max_tokens": 5,
+                                                "temperature": 0})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model"] == GLM4_CHAT_TINY
+        assert body["usage"]["completion_tokens"] <= 5 and body["usage"]["prompt_tokens"] > 3
+        assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+        chat_body = client.post("/v1/chat/completions", json={
+            "messages": [{"role": "user", "content": "The invoice total is"}], "max_tokens": 5, "temperature": 0,
+        }).json()
+        assert chat_body["choices"][0]["message"]["content"] == body["answer"]  # one engine, one answer
+        refused = client.post("/generate", json={"prompt": ""})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "prompt"
+        image = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
+        assert image.status_code == 400 and image.json()["error"]["code"] == "unsupported_parameter"
+
+
+# -- the real embedded model ------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_smollm2_loads_from_the_cache_and_answers_sensibly(smollm2: TransformersBackend) -> None:
+    assert smollm2.model_id == "smollm2-135m-instruct"
+    assert smollm2.load_seconds < 15  # type: ignore[attr-defined]  # ~2 s from the cache vs ~20 s from GGUF
+    sink = RecordingSink()
+    smollm2.generate([chat("What is the capital of France?", sampling=SamplingParams(max_tokens=24, temperature=0)),
+                      chat("Name a color.", sampling=SamplingParams(max_tokens=24, temperature=0))], sink)
+    assert "Paris" in sink.text[0]
+    assert sink.finished[0]["finish_reason"] == "stop"
+    assert sink.text[1].strip()
