@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from PIL import Image
-
 from gateway.config import GatewaySettings
 from gateway.main import create_app
+from PIL import Image
+
 from tests.support.stub_upstream import StubBehaviour, StubUpstream
 
 REDIS_TEST_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -42,9 +42,13 @@ async def reasoner() -> AsyncIterator[StubUpstream]:
 def make_settings(vision: StubUpstream, reasoner: StubUpstream) -> Callable[..., GatewaySettings]:
     def build(**overrides: Any) -> GatewaySettings:
         values: dict[str, Any] = {
-            "vision_url": vision.url, "reasoner_url": reasoner.url, "redis_url": REDIS_TEST_URL,
-            "reasoner_timeout_s": 2.0, "reasoner_first_token_timeout_s": 1.0, "stream_idle_timeout_s": 1.0,
-            "vision_timeout_s": 2.0,
+            "vision_url": vision.url,
+            "reasoner_url": reasoner.url,
+            "redis_url": REDIS_TEST_URL,
+            "reasoner_timeout_s": 1.0,
+            "reasoner_first_token_timeout_s": 0.5,
+            "stream_idle_timeout_s": 0.5,
+            "vision_timeout_s": 1.0,
         }
         return GatewaySettings(**{**values, **overrides})
 
@@ -52,11 +56,15 @@ def make_settings(vision: StubUpstream, reasoner: StubUpstream) -> Callable[...,
 
 
 @asynccontextmanager
-async def gateway_client(settings: GatewaySettings) -> AsyncIterator[httpx.AsyncClient]:
+async def gateway_client(
+    settings: GatewaySettings,
+    *,
+    raise_app_exceptions: bool = True,
+) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to the gateway app in-process, with its lifespan run."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=10) as client:
             yield client
 

@@ -6,10 +6,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis
-
 from gateway.cache import CachedCaption, CaptionCache
 from gateway.redis_guard import RedisGuard, RedisUnavailableError, build_redis
+from redis.asyncio import Redis
 
 from .conftest import DEAD_REDIS_URL, REDIS_TEST_URL
 
@@ -39,7 +38,9 @@ async def test_put_then_get_with_ttl(redis: Redis, prefix: str) -> None:
     assert found == {"a": CachedCaption("an invoice", "ocr-lite")}
     key = cache.key("ocr-lite", "a")
     assert 100 < await redis.ttl(key) <= 120
-    assert json.loads(await redis.get(key)) == {"caption": "an invoice", "model": "ocr-lite"}
+    stored = await redis.get(key)
+    assert stored is not None
+    assert json.loads(stored) == {"caption": "an invoice", "model": "ocr-lite"}
     # Another model or prompt version does not see it.
     assert await cache.get_many("glm-4.6v-flash", ["a"]) == {}
     other = CaptionCache(RedisGuard(redis, retry_after_s=5), ttl_s=120, prompt_version="2", prefix=prefix)

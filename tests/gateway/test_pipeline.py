@@ -13,9 +13,9 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
-
 from gateway.config import GatewaySettings
 from gateway.schemas import DEGRADED_NOTICE
+
 from tests.support.stub_upstream import StubUpstream
 
 from .conftest import DEAD_REDIS_URL, REASONER_MODEL, VISION_MODEL, chat_body, gateway_client, unique_png
@@ -29,14 +29,15 @@ def sse_events(text: str) -> list[Any]:
     events: list[Any] = []
     for block in text.split("\n\n"):
         if block.startswith("data: "):
-            data = block[len("data: "):]
+            data = block[len("data: ") :]
             events.append(data if data == "[DONE]" else json.loads(data))
     return events
 
 
 def streamed_text(events: list[Any]) -> str:
     return "".join(
-        (e["choices"][0]["delta"].get("content") or "") for e in events
+        (e["choices"][0]["delta"].get("content") or "")
+        for e in events
         if isinstance(e, dict) and e.get("choices")
     )
 
@@ -49,7 +50,9 @@ async def post(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) 
 
 
 async def test_direct_route_answers_from_vision_with_metadata_and_headers(
-    client: httpx.AsyncClient, vision: StubUpstream, reasoner: StubUpstream,
+    client: httpx.AsyncClient,
+    vision: StubUpstream,
+    reasoner: StubUpstream,
 ) -> None:
     resp = await post(client, chat_body(DIRECT_Q, unique_png()), **{"X-Request-ID": "req-42"})
     assert resp.status_code == 200, resp.text
@@ -77,7 +80,9 @@ async def test_direct_route_answers_from_vision_with_metadata_and_headers(
 
 
 async def test_cascade_captions_then_reasons_and_the_second_request_hits_the_cache(
-    client: httpx.AsyncClient, vision: StubUpstream, reasoner: StubUpstream,
+    client: httpx.AsyncClient,
+    vision: StubUpstream,
+    reasoner: StubUpstream,
 ) -> None:
     image = unique_png()
     first = await post(client, chat_body(CASCADE_Q, image))
@@ -102,7 +107,8 @@ async def test_cascade_captions_then_reasons_and_the_second_request_hits_the_cac
 
 
 async def test_partial_cache_and_one_caption_per_distinct_image(
-    client: httpx.AsyncClient, vision: StubUpstream,
+    client: httpx.AsyncClient,
+    vision: StubUpstream,
 ) -> None:
     seen, fresh = unique_png(), unique_png()
     await post(client, chat_body(CASCADE_Q, seen))
@@ -120,7 +126,9 @@ async def test_forced_routes(client: httpx.AsyncClient) -> None:
     assert by_field.json()["flashsight"]["route"] == "cascade"
     by_header = await post(client, chat_body(CASCADE_Q, unique_png()), **{"X-FlashSight-Route": "direct"})
     assert by_header.json()["flashsight"]["route"] == "direct"
-    conflict = await post(client, {**chat_body(DIRECT_Q, unique_png()), "model": "direct", "route": "cascade"})
+    conflict = await post(
+        client, {**chat_body(DIRECT_Q, unique_png()), "model": "direct", "route": "cascade"}
+    )
     assert conflict.status_code == 400 and conflict.json()["error"]["code"] == "route_conflict"
 
 
@@ -133,24 +141,41 @@ async def test_text_only_goes_to_the_reasoner(client: httpx.AsyncClient, vision:
 
 
 async def test_sampling_parameters_reach_the_answering_model_but_not_the_caption_call(
-    client: httpx.AsyncClient, vision: StubUpstream, reasoner: StubUpstream,
+    client: httpx.AsyncClient,
+    vision: StubUpstream,
+    reasoner: StubUpstream,
 ) -> None:
     params = {"max_tokens": 33, "temperature": 0.7, "top_p": 0.9, "stop": ["END"], "seed": 7}
     await post(client, chat_body(CASCADE_Q, unique_png(), **params))
     sent = reasoner.chat_requests()[-1]
     assert {k: sent[k] for k in params} == params
     caption_call = vision.chat_requests()[-1]
-    assert caption_call["temperature"] == 0.0 and "seed" not in caption_call and caption_call["max_tokens"] == 256
+    assert (
+        caption_call["temperature"] == 0.0
+        and "seed" not in caption_call
+        and caption_call["max_tokens"] == 256
+    )
 
 
 async def test_history_and_system_messages_reach_the_reasoner(
-    client: httpx.AsyncClient, reasoner: StubUpstream,
+    client: httpx.AsyncClient,
+    reasoner: StubUpstream,
 ) -> None:
     image = unique_png()
     messages = [
         {"role": "system", "content": "Answer in one sentence."},
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": chat_body("", image)[
-            "messages"][0]["content"][0]["image_url"]["url"]}}, {"type": "text", "text": "What is this?"}]},
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "image_url",
+                    "image_url": {
+                        "url": chat_body("", image)["messages"][0]["content"][0]["image_url"]["url"]
+                    },
+                },
+                {"type": "text", "text": "What is this?"},
+            ],
+        },
         {"role": "assistant", "content": "An order page."},
         {"role": "user", "content": "Why was it rejected?"},
     ]
@@ -165,15 +190,22 @@ async def test_history_and_system_messages_reach_the_reasoner(
 # --- fallback matrix (non-streamed) --------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "reason"), [
-    ("down", "reasoner_unavailable"),
-    ("error_500", "reasoner_error"),
-    ("overloaded", "reasoner_unavailable"),
-    ("hang", "reasoner_timeout"),
-    ("garbage", "reasoner_error"),
-])
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("down", "reasoner_unavailable"),
+        ("error_500", "reasoner_error"),
+        ("overloaded", "reasoner_unavailable"),
+        ("hang", "reasoner_timeout"),
+        ("garbage", "reasoner_error"),
+    ],
+)
 async def test_reasoner_failure_degrades_to_vision(
-    client: httpx.AsyncClient, vision: StubUpstream, reasoner: StubUpstream, mode: str, reason: str,
+    client: httpx.AsyncClient,
+    vision: StubUpstream,
+    reasoner: StubUpstream,
+    mode: str,
+    reason: str,
 ) -> None:
     if mode == "down":
         await reasoner.stop()
@@ -194,7 +226,8 @@ async def test_reasoner_failure_degrades_to_vision(
 
 
 async def test_text_only_falls_back_to_vision_when_the_reasoner_is_down(
-    client: httpx.AsyncClient, reasoner: StubUpstream,
+    client: httpx.AsyncClient,
+    reasoner: StubUpstream,
 ) -> None:
     await reasoner.stop()
     resp = await post(client, {"messages": [{"role": "user", "content": "hello"}]})
@@ -204,19 +237,24 @@ async def test_text_only_falls_back_to_vision_when_the_reasoner_is_down(
 
 
 async def test_repeated_reasoner_failures_open_the_circuit(
-    make_settings: Callable[..., GatewaySettings], reasoner: StubUpstream,
+    make_settings: Callable[..., GatewaySettings],
+    reasoner: StubUpstream,
 ) -> None:
     reasoner.behaviour.mode = "error_500"
     async with gateway_client(make_settings(reasoner_failure_threshold=2)) as client:
-        reasons = [(await post(client, chat_body(CASCADE_Q, unique_png()))).json()["flashsight"]["degraded_reason"]
-                   for _ in range(3)]
+        reasons = [
+            (await post(client, chat_body(CASCADE_Q, unique_png()))).json()["flashsight"]["degraded_reason"]
+            for _ in range(3)
+        ]
     assert reasons == ["reasoner_error", "reasoner_error", "reasoner_circuit_open"]
     assert len(reasoner.chat_requests()) == 2
 
 
 @pytest.mark.parametrize("mode", ["down", "error_500", "hang"])
 async def test_vision_failure_is_503_with_retry_after(
-    client: httpx.AsyncClient, vision: StubUpstream, mode: str,
+    client: httpx.AsyncClient,
+    vision: StubUpstream,
+    mode: str,
 ) -> None:
     if mode == "down":
         await vision.stop()
@@ -225,7 +263,11 @@ async def test_vision_failure_is_503_with_retry_after(
         resp = await post(client, chat_body(question, unique_png()))
         assert resp.status_code == 503, resp.text
         assert int(resp.headers["Retry-After"]) > 0
-        assert resp.json()["error"]["code"] in ("upstream_unavailable", "upstream_server_error", "upstream_timeout")
+        assert resp.json()["error"]["code"] in (
+            "upstream_unavailable",
+            "upstream_server_error",
+            "upstream_timeout",
+        )
         assert "vision" in resp.json()["error"]["message"]
 
 
@@ -271,19 +313,27 @@ async def test_stream_cascade_ends_with_metadata_then_done(client: httpx.AsyncCl
 
 
 async def test_stream_include_usage_puts_metadata_on_the_usage_chunk(client: httpx.AsyncClient) -> None:
-    _, events = await stream(client, chat_body(DIRECT_Q, unique_png(), stream_options={"include_usage": True}))
+    _, events = await stream(
+        client, chat_body(DIRECT_Q, unique_png(), stream_options={"include_usage": True})
+    )
     assert events[-3]["choices"][0]["finish_reason"] == "stop" and "flashsight" not in events[-3]
     assert events[-2]["choices"] == [] and events[-2]["usage"]["prompt_tokens"] == 10
     assert events[-2]["flashsight"]["route"] == "direct"
 
 
-@pytest.mark.parametrize(("mode", "reason"), [
-    ("down", "reasoner_unavailable"),
-    ("error_500", "reasoner_error"),
-    ("hang", "reasoner_timeout"),
-])
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [
+        ("down", "reasoner_unavailable"),
+        ("error_500", "reasoner_error"),
+        ("hang", "reasoner_timeout"),
+    ],
+)
 async def test_stream_reasoner_failure_before_first_token_switches_to_vision(
-    client: httpx.AsyncClient, reasoner: StubUpstream, mode: str, reason: str,
+    client: httpx.AsyncClient,
+    reasoner: StubUpstream,
+    mode: str,
+    reason: str,
 ) -> None:
     if mode == "down":
         await reasoner.stop()
@@ -300,7 +350,9 @@ async def test_stream_reasoner_failure_before_first_token_switches_to_vision(
 
 @pytest.mark.parametrize("mode", ["die_mid_stream", "error_event", "stall_mid_stream"])
 async def test_stream_reasoner_failure_after_first_token_ends_degraded(
-    client: httpx.AsyncClient, reasoner: StubUpstream, mode: str,
+    client: httpx.AsyncClient,
+    reasoner: StubUpstream,
+    mode: str,
 ) -> None:
     reasoner.behaviour.mode = mode
     _, events = await stream(client, chat_body(CASCADE_Q, unique_png()))
@@ -313,14 +365,17 @@ async def test_stream_reasoner_failure_after_first_token_ends_degraded(
     assert last["flashsight"]["notice"] == DEGRADED_NOTICE
 
 
-async def test_stream_vision_down_is_a_503_before_any_byte(client: httpx.AsyncClient, vision: StubUpstream) -> None:
+async def test_stream_vision_down_is_a_503_before_any_byte(
+    client: httpx.AsyncClient, vision: StubUpstream
+) -> None:
     await vision.stop()
     resp = await post(client, {**chat_body(DIRECT_Q, unique_png()), "stream": True})
     assert resp.status_code == 503 and "Retry-After" in resp.headers
 
 
 async def test_stream_vision_dying_mid_answer_ends_with_an_error_event(
-    client: httpx.AsyncClient, vision: StubUpstream,
+    client: httpx.AsyncClient,
+    vision: StubUpstream,
 ) -> None:
     vision.behaviour.mode = "die_mid_stream"
     vision.behaviour.answer = "one two three four five"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -113,8 +114,12 @@ class StubUpstream:
     # --- handlers -------------------------------------------------------------------------
 
     async def _models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model",
-                                                               "created": 0, "owned_by": "stub"}]})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "stub"}],
+            }
+        )
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -142,11 +147,18 @@ class StubUpstream:
         if body.get("stream"):
             return await self._stream(request, body, text)
         payload: dict[str, Any] = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": self.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
-                      "total_tokens": 10 + len(text.split())},
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            ],
+            "usage": {
+                "prompt_tokens": 10,
+                "completion_tokens": len(text.split()),
+                "total_tokens": 10 + len(text.split()),
+            },
         }
         if b.confidence is not None:
             payload["confidence"] = b.confidence
@@ -159,8 +171,14 @@ class StubUpstream:
         cid = f"chatcmpl-{uuid.uuid4().hex}"
 
         def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-            chunk = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model,
-                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
             return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
 
         await resp.write(event({"role": "assistant", "content": ""}))
@@ -174,8 +192,14 @@ class StubUpstream:
         await resp.write(event({}, "stop", **extra))
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)}
-            chunk = {"id": cid, "object": "chat.completion.chunk", "created": 0, "model": self.model,
-                     "choices": [], "usage": usage}
+            chunk = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": self.model,
+                "choices": [],
+                "usage": usage,
+            }
             await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
@@ -183,8 +207,14 @@ class StubUpstream:
 
 
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": "server_error" if status >= 500 else "invalid_request_error",
-                      "param": None, "code": code}}
+    body = {
+        "error": {
+            "message": message,
+            "type": "server_error" if status >= 500 else "invalid_request_error",
+            "param": None,
+            "code": code,
+        }
+    }
     return web.json_response(body, status=status, headers=headers)
 
 
@@ -209,8 +239,13 @@ async def _fail_garbage(stub: StubUpstream, request: web.Request) -> web.StreamR
     return web.Response(text="<html>not json</html>", content_type="text/html")
 
 
-_FAILURES = {"error_500": _fail_500, "overloaded": _fail_overloaded, "reject_400": _fail_400,
-             "hang": _fail_hang, "garbage": _fail_garbage}
+_FAILURES = {
+    "error_500": _fail_500,
+    "overloaded": _fail_overloaded,
+    "reject_400": _fail_400,
+    "hang": _fail_hang,
+    "garbage": _fail_garbage,
+}
 
 
 async def _die(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
@@ -220,7 +255,9 @@ async def _die(request: web.Request, resp: web.StreamResponse) -> web.StreamResp
 
 
 async def _error_event(request: web.Request, resp: web.StreamResponse) -> web.StreamResponse:
-    error = {"error": {"message": "engine failed", "type": "server_error", "param": None, "code": "backend_error"}}
+    error = {
+        "error": {"message": "engine failed", "type": "server_error", "param": None, "code": "backend_error"}
+    }
     await resp.write(f"data: {json.dumps(error)}\n\n".encode())
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
@@ -248,8 +285,12 @@ def _last_user_text(body: dict[str, Any]) -> str:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    stub = StubUpstream(model=args.model, port=args.port,
-                        behaviour=StubBehaviour(answer=args.answer, latency_s=args.latency_ms / 1000), record=False)
+    stub = StubUpstream(
+        model=args.model,
+        port=args.port,
+        behaviour=StubBehaviour(answer=args.answer, latency_s=args.latency_ms / 1000),
+        record=False,
+    )
     async with stub:
         print(f"stub upstream {stub.model!r} on {stub.url} (latency {args.latency_ms} ms)", flush=True)
         await asyncio.Event().wait()
@@ -261,10 +302,8 @@ def main() -> None:
     parser.add_argument("--model", default="stub-model")
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--answer", default="stub answer")
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(parser.parse_args()))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -31,8 +31,9 @@ def main() -> None:
     try:
         settings = GatewaySettings()
     except ValidationError as exc:
-        problems = "\n".join(f"  GATEWAY_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "\n".join(
+            f"  GATEWAY_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}" for e in exc.errors()
+        )
         sys.exit(f"gateway: invalid configuration:\n{problems}")
     configure_logging(settings.log_level)
     from gateway.main import create_app  # after logging, so start-up lines are formatted
@@ -41,8 +42,16 @@ def main() -> None:
         app = create_app(settings)
     except ValueError as exc:  # e.g. an unreadable keyword file
         sys.exit(f"gateway: invalid configuration: {exc}")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
-                access_log=False, timeout_keep_alive=75, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+        access_log=False,
+        timeout_keep_alive=75,
+        timeout_graceful_shutdown=10,
+    )
 
 
 if __name__ == "__main__":

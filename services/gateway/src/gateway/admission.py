@@ -46,19 +46,23 @@ class ImageAdmitter:
     async def admit(self, request: GatewayChatRequest) -> Admitted:
         """Normalise all images of all messages (concurrently) and swap in their data URLs."""
         located = [
-            (m, p, part) for m, message in enumerate(request.messages)
+            (m, p, part)
+            for m, message in enumerate(request.messages)
             if isinstance(message.content, list)
-            for p, part in enumerate(message.content) if isinstance(part, ImagePart)
+            for p, part in enumerate(message.content)
+            if isinstance(part, ImagePart)
         ]
         if len(located) > self.max_images:
             raise TooManyImagesError(
                 f"the request has {len(located)} images; at most {self.max_images} are accepted per request",
                 param="messages",
             )
-        images = await asyncio.gather(*(
-            self.admit_url(part.image_url.url, param=f"messages.{m}.content.{p}.image_url")
-            for m, p, part in located
-        ))
+        images = await asyncio.gather(
+            *(
+                self.admit_url(part.image_url.url, param=f"messages.{m}.content.{p}.image_url")
+                for m, p, part in located
+            )
+        )
         replaced = {(m, p): image for (m, p, _), image in zip(located, images, strict=True)}
         messages = [_with_images(message, m, replaced) for m, message in enumerate(request.messages)]
         return Admitted(request.model_copy(update={"messages": messages}), list(images))
@@ -70,7 +74,9 @@ class ImageAdmitter:
         if loader is None:
             raise ImageInputError(
                 f"image URL scheme {scheme or '(none)'!r} is not accepted; use a data:image/...;base64 URL "
-                "or an https:// URL", param=param, code="invalid_image_url",
+                "or an https:// URL",
+                param=param,
+                code="invalid_image_url",
             )
         try:
             raw = await loader(url)
@@ -91,12 +97,15 @@ class ImageAdmitter:
         return decode_data_url(url, limits=self.limits)  # cheap next to normalising: stays inline
 
 
-def _with_images(message: ChatMessage, m: int, replaced: dict[tuple[int, int], NormalisedImage]) -> ChatMessage:
+def _with_images(
+    message: ChatMessage, m: int, replaced: dict[tuple[int, int], NormalisedImage]
+) -> ChatMessage:
     if not isinstance(message.content, list):
         return message
     parts = [
         ImagePart(image_url=ImageURL(url=replaced[(m, p)].data_url(), detail=part.image_url.detail))
-        if isinstance(part, ImagePart) else part
+        if isinstance(part, ImagePart)
+        else part
         for p, part in enumerate(message.content)
     ]
     return message.model_copy(update={"content": parts})

@@ -34,7 +34,9 @@ class CachedCaption:
 class CaptionCache:
     """Get and put captions by image SHA-256; ``None`` from :meth:`get_many` means Redis is unavailable."""
 
-    def __init__(self, guard: RedisGuard, *, ttl_s: int, prompt_version: str, prefix: str = KEY_PREFIX) -> None:
+    def __init__(
+        self, guard: RedisGuard, *, ttl_s: int, prompt_version: str, prefix: str = KEY_PREFIX
+    ) -> None:
         self.guard = guard
         self.ttl_s = ttl_s
         self.prompt_version = prompt_version
@@ -49,7 +51,7 @@ class CaptionCache:
             return {}
         keys = [self.key(model_id, sha) for sha in shas]
 
-        async def mget(client: Redis) -> list[bytes | None]:
+        async def mget(client: Redis) -> list[bytes | str | None]:
             return await client.mget(keys)
 
         try:

@@ -50,8 +50,9 @@ class Captioner:
         fresh = await asyncio.gather(*(self._caption_one(image, model_id, request_id) for image in missing))
         known.update({image.sha256: entry for image, entry in zip(missing, fresh, strict=True)})
         if cached is not None and fresh:
-            await asyncio.gather(*(self.cache.put(image.sha256, entry)
-                                   for image, entry in zip(missing, fresh, strict=True)))
+            await asyncio.gather(
+                *(self.cache.put(image.sha256, entry) for image, entry in zip(missing, fresh, strict=True))
+            )
         return Captions(
             texts=[known[image.sha256].caption for image in images],
             cache=_cache_status(cached, hits=len(unique) - len(missing), total=len(unique)),
@@ -59,10 +60,14 @@ class Captioner:
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
-    async def _caption_one(self, image: NormalisedImage, model_id: str, request_id: str | None) -> CachedCaption:
+    async def _caption_one(
+        self, image: NormalisedImage, model_id: str, request_id: str | None
+    ) -> CachedCaption:
         body = {
-            "model": model_id, "messages": caption_messages(self.prompt, image.data_url()),
-            "max_tokens": self.max_tokens, **CAPTION_PARAMS,
+            "model": model_id,
+            "messages": caption_messages(self.prompt, image.data_url()),
+            "max_tokens": self.max_tokens,
+            **CAPTION_PARAMS,
         }
         answer = await self.vision.complete(body, request_id=request_id)
         text = answer["choices"][0].get("message", {}).get("content") or ""

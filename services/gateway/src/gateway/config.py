@@ -30,7 +30,7 @@ class GatewaySettings(BaseSettings):
     vision_url: str = "http://127.0.0.1:8081"
     reasoner_url: str = "http://127.0.0.1:9000"
     redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL")
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("GATEWAY_REDIS_URL", "REDIS_URL")
     )
     redis_timeout_s: Annotated[float, Field(gt=0, le=10)] = 0.25
     """Socket timeout of every Redis call: a slow Redis must not slow answers down."""
@@ -109,7 +109,9 @@ class GatewaySettings(BaseSettings):
 
         if self.caption_prompt_version not in CAPTION_PROMPTS:
             known = ", ".join(sorted(CAPTION_PROMPTS))
-            raise ValueError(f"caption_prompt_version {self.caption_prompt_version!r} is unknown; known: {known}")
+            raise ValueError(
+                f"caption_prompt_version {self.caption_prompt_version!r} is unknown; known: {known}"
+            )
         if self.keywords_file is not None and not self.keywords_file.is_file():
             raise ValueError(f"keywords_file {str(self.keywords_file)!r} does not exist or is not a file")
         if self.max_image_bytes > self.max_body_bytes:

@@ -100,10 +100,14 @@ class ReasonerGuard:
 
     def record_failure(self) -> None:
         if self.breaker.record_failure():
-            logger.warning("reasoner failed %d times in a row; answering from vision for %gs",
-                           self.breaker.threshold, self.breaker.open_s)
+            logger.warning(
+                "reasoner failed %d times in a row; answering from vision for %gs",
+                self.breaker.threshold,
+                self.breaker.open_s,
+            )
 
     def _check_open(self) -> None:
         if not self.breaker.allow():
-            raise ReasonerCircuitOpenError("reasoner circuit is open after repeated failures",
-                                           upstream=self.client.name)
+            raise ReasonerCircuitOpenError(
+                "reasoner circuit is open after repeated failures", upstream=self.client.name
+            )

@@ -48,7 +48,11 @@ class GatewayError(Exception):
     default_retry_after: ClassVar[int | None] = None
 
     def __init__(
-        self, message: str, *, param: str | None = None, code: str | None = None,
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
         retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
@@ -168,8 +172,9 @@ class UpstreamRejectedError(UpstreamError):
 
     error_type = "invalid_request_error"
 
-    def __init__(self, message: str, *, upstream: str, status: int, upstream_body: dict[str, Any] | None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, message: str, *, upstream: str, status: int, upstream_body: dict[str, Any] | None, **kwargs: Any
+    ) -> None:
         super().__init__(message, upstream=upstream, **kwargs)
         self.upstream_status = status
         self.upstream_body = upstream_body
@@ -184,19 +189,26 @@ class UpstreamRejectedError(UpstreamError):
 
 
 def error_response(
-    status: int, message: str, *, type: str, param: str | None = None, code: str | None = None,
+    status: int,
+    message: str,
+    *,
+    type: str,
+    param: str | None = None,
+    code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """An OpenAI-shaped JSON error response."""
-    return JSONResponse(error_body(message, type=type, param=param, code=code), status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        error_body(message, type=type, param=param, code=code), status_code=status, headers=headers
+    )
 
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     if exc.status() >= 500:
-        logger.warning("%s %s → %d %s: %s", request.method, request.url.path, exc.status(), exc.code,
-                       exc.message)
+        logger.warning(
+            "%s %s → %d %s: %s", request.method, request.url.path, exc.status(), exc.code, exc.message
+        )
     return JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
 
 
@@ -205,8 +217,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = list(exc.errors())
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(
-            400, "the request body must be JSON (Content-Type: application/json): it could not be parsed",
-            type="invalid_request_error", code="invalid_json",
+            400,
+            "the request body must be JSON (Content-Type: application/json): it could not be parsed",
+            type="invalid_request_error",
+            code="invalid_json",
         )
     message, param = describe_validation_errors(errors)
     return error_response(400, message, type="invalid_request_error", param=param, code="invalid_value")
@@ -219,16 +233,20 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         405: f"method {request.method} is not allowed on {request.url.path}",
     }
     kind = {404: "not_found_error"}.get(exc.status_code, "invalid_request_error")
-    return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)),
-                          type=kind if exc.status_code < 500 else "server_error",
-                          headers=dict(exc.headers or {}))
+    return error_response(
+        exc.status_code,
+        messages.get(exc.status_code, str(exc.detail)),
+        type=kind if exc.status_code < 500 else "server_error",
+        headers=dict(exc.headers or {}),
+    )
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # A 500 is a bug: log it with the traceback, say as little as is useful.
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error",
-                          code="internal_error")
+    return error_response(
+        500, f"internal error: {type(exc).__name__}: {exc}", type="server_error", code="internal_error"
+    )
 
 
 Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]

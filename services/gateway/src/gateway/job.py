@@ -38,8 +38,11 @@ class Job:
     def reasoner_body(self, model_id: str) -> dict[str, Any]:
         """Captions + the conversation as text + the caller's sampling, for the reasoner."""
         captions = self.captions.texts if self.captions else []
-        return {"model": model_id, "messages": reasoner_messages(self.request.messages, captions),
-                **self.request.sampling()}
+        return {
+            "model": model_id,
+            "messages": reasoner_messages(self.request.messages, captions),
+            **self.request.sampling(),
+        }
 
     def finish_meta(self) -> FlashSightMeta:
         """The metadata with the total time filled in."""

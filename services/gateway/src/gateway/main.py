@@ -37,47 +37,86 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     """The gateway in front of ``settings.vision_url`` and ``settings.reasoner_url``."""
     settings = settings or GatewaySettings()
     keywords = KeywordTable.load(settings.keywords_file)  # a broken keyword file fails now, not per request
-    limits = ImageLimits(max_image_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels,
-                         max_side=settings.max_side)
+    limits = ImageLimits(
+        max_image_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, max_side=settings.max_side
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            sessions = [build_session(max_connections=settings.upstream_max_connections,
-                                      keepalive_s=settings.upstream_keepalive_s) for _ in range(2)]
+            sessions = [
+                build_session(
+                    max_connections=settings.upstream_max_connections,
+                    keepalive_s=settings.upstream_keepalive_s,
+                )
+                for _ in range(2)
+            ]
             for session in sessions:
                 stack.push_async_callback(session.close)
             redis = build_redis(settings.redis_url, timeout_s=settings.redis_timeout_s)
             stack.push_async_callback(redis.aclose)
-            fetcher = ImageFetcher(FetchPolicy(
-                allow_http=settings.allow_http_images, allowed_domains=settings.image_domain_allowlist,
-                max_bytes=settings.max_image_bytes, timeout_s=settings.image_fetch_timeout_s,
-            ))
+            fetcher = ImageFetcher(
+                FetchPolicy(
+                    allow_http=settings.allow_http_images,
+                    allowed_domains=settings.image_domain_allowlist,
+                    max_bytes=settings.max_image_bytes,
+                    timeout_s=settings.image_fetch_timeout_s,
+                )
+            )
             stack.push_async_callback(fetcher.aclose)
-            vision = UpstreamClient("vision", settings.vision_url, sessions[0], timeouts=UpstreamTimeouts(
-                connect_s=settings.connect_timeout_s, total_s=settings.vision_timeout_s,
-                first_token_s=settings.vision_timeout_s, idle_s=settings.stream_idle_timeout_s,
-            ))
-            reasoner = UpstreamClient("reasoner", settings.reasoner_url, sessions[1], timeouts=UpstreamTimeouts(
-                connect_s=settings.connect_timeout_s, total_s=settings.reasoner_timeout_s,
-                first_token_s=settings.reasoner_first_token_timeout_s, idle_s=settings.stream_idle_timeout_s,
-            ))
+            vision = UpstreamClient(
+                "vision",
+                settings.vision_url,
+                sessions[0],
+                timeouts=UpstreamTimeouts(
+                    connect_s=settings.connect_timeout_s,
+                    total_s=settings.vision_timeout_s,
+                    first_token_s=settings.vision_timeout_s,
+                    idle_s=settings.stream_idle_timeout_s,
+                ),
+            )
+            reasoner = UpstreamClient(
+                "reasoner",
+                settings.reasoner_url,
+                sessions[1],
+                timeouts=UpstreamTimeouts(
+                    connect_s=settings.connect_timeout_s,
+                    total_s=settings.reasoner_timeout_s,
+                    first_token_s=settings.reasoner_first_token_timeout_s,
+                    idle_s=settings.stream_idle_timeout_s,
+                ),
+            )
             guard = RedisGuard(redis, retry_after_s=settings.redis_retry_after_s)
-            cache = CaptionCache(guard, ttl_s=settings.caption_ttl_seconds,
-                                 prompt_version=settings.caption_prompt_version)
+            cache = CaptionCache(
+                guard, ttl_s=settings.caption_ttl_seconds, prompt_version=settings.caption_prompt_version
+            )
             app.state.redis_guard = guard
             app.state.pipeline = Pipeline(
-                admitter=ImageAdmitter(limits=limits, max_images=settings.max_images_per_request, fetcher=fetcher),
+                admitter=ImageAdmitter(
+                    limits=limits, max_images=settings.max_images_per_request, fetcher=fetcher
+                ),
                 keywords=keywords,
-                captioner=Captioner(vision, cache, prompt=CAPTION_PROMPTS[settings.caption_prompt_version],
-                                    max_tokens=settings.caption_max_tokens),
+                captioner=Captioner(
+                    vision,
+                    cache,
+                    prompt=CAPTION_PROMPTS[settings.caption_prompt_version],
+                    max_tokens=settings.caption_max_tokens,
+                ),
                 vision=vision,
-                reasoner=ReasonerGuard(reasoner, failure_threshold=settings.reasoner_failure_threshold,
-                                       open_s=settings.reasoner_circuit_open_s),
+                reasoner=ReasonerGuard(
+                    reasoner,
+                    failure_threshold=settings.reasoner_failure_threshold,
+                    open_s=settings.reasoner_circuit_open_s,
+                ),
             )
-            logger.info("gateway ready: vision=%s reasoner=%s redis=%s keywords=%d zh + %d en",
-                        settings.vision_url, settings.reasoner_url, _redacted(settings.redis_url),
-                        len(keywords.zh), len(keywords.en))
+            logger.info(
+                "gateway ready: vision=%s reasoner=%s redis=%s keywords=%d zh + %d en",
+                settings.vision_url,
+                settings.reasoner_url,
+                _redacted(settings.redis_url),
+                len(keywords.zh),
+                len(keywords.en),
+            )
             yield
 
     app = FastAPI(title="FlashSight gateway", lifespan=lifespan)

@@ -62,8 +62,9 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
-            logger.log(level, "%s %s %d %.3fs", scope["method"], scope["path"], status,
-                       time.perf_counter() - started)
+            logger.log(
+                level, "%s %s %d %.3fs", scope["method"], scope["path"], status, time.perf_counter() - started
+            )
             request_id_var.reset(token)
 
 
@@ -114,7 +115,8 @@ class BodySizeLimitMiddleware:
 
     def _too_large(self, size: str) -> PayloadTooLargeError:
         return PayloadTooLargeError(
-            f"request body is {size}; at most {self.max_bytes} bytes are accepted (send smaller or fewer images)"
+            f"request body is {size}; at most {self.max_bytes} bytes are accepted "
+            "(send smaller or fewer images)"
         )
 
 

@@ -29,25 +29,43 @@ logger = logging.getLogger(__name__)
 class Pipeline:
     """Answers chat requests through vision and reasoner; one per app, built in the lifespan."""
 
-    def __init__(self, *, admitter: ImageAdmitter, keywords: KeywordTable, captioner: Captioner,
-                 vision: UpstreamClient, reasoner: ReasonerGuard) -> None:
+    def __init__(
+        self,
+        *,
+        admitter: ImageAdmitter,
+        keywords: KeywordTable,
+        captioner: Captioner,
+        vision: UpstreamClient,
+        reasoner: ReasonerGuard,
+    ) -> None:
         self.admitter = admitter
         self.keywords = keywords
         self.captioner = captioner
         self.vision = vision
         self.reasoner = reasoner
 
-    async def prepare(self, request: GatewayChatRequest, *, request_id: str,
-                      header_route: str | None = None) -> Job:
+    async def prepare(
+        self, request: GatewayChatRequest, *, request_id: str, header_route: str | None = None
+    ) -> Job:
         """Admit the images, pick the route, caption (cascade). Raises the request's HTTP error."""
         started = time.perf_counter()
-        forced = forced_route(request.model, {**request.route_forces(), "X-FlashSight-Route header": header_route})
+        forced = forced_route(
+            request.model, {**request.route_forces(), "X-FlashSight-Route header": header_route}
+        )
         admitted = await self.admitter.admit(request)
-        decision = pick_route(_latest_user_text(admitted.request), forced=forced,
-                              has_images=bool(admitted.images), table=self.keywords)
-        meta = FlashSightMeta(route=decision.route, route_reason=decision.reason,
-                              matched_keyword=decision.keyword, request_id=request_id,
-                              images=[image.sha256 for image in admitted.images])
+        decision = pick_route(
+            _latest_user_text(admitted.request),
+            forced=forced,
+            has_images=bool(admitted.images),
+            table=self.keywords,
+        )
+        meta = FlashSightMeta(
+            route=decision.route,
+            route_reason=decision.reason,
+            matched_keyword=decision.keyword,
+            request_id=request_id,
+            images=[image.sha256 for image in admitted.images],
+        )
         meta.timings_ms.admission = elapsed_ms(started)
         job = Job(admitted.request, admitted.images, decision, request_id, started, meta)
         if decision.route == "cascade" and job.images:
@@ -108,8 +126,11 @@ class Pipeline:
         try:
             source = await self._open_reasoner(job)
         except UpstreamError as exc:
-            logger.warning("reasoner failed before its first token (request %s): %s; streaming vision",
-                           job.request_id, exc.message)
+            logger.warning(
+                "reasoner failed before its first token (request %s): %s; streaming vision",
+                job.request_id,
+                exc.message,
+            )
             mark_degraded(job.meta, degraded_reason(exc))
             return relay(job, await self._open_vision(job), answered_by="vision")
         job.meta.models.reasoner = source.model

@@ -32,10 +32,15 @@ REASONER_SYSTEM_PROMPT = (
 
 def caption_messages(prompt: str, image_data_url: str) -> list[dict[str, Any]]:
     """The one-message conversation that asks vision to caption one image."""
-    return [{
-        "role": "user",
-        "content": [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": image_data_url}}],
-    }]
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": prompt},
+                {"type": "image_url", "image_url": {"url": image_data_url}},
+            ],
+        }
+    ]
 
 
 def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) -> list[dict[str, Any]]:

@@ -28,7 +28,10 @@ class RedisUnavailableError(Exception):
 def build_redis(url: str, *, timeout_s: float) -> Redis:
     """A pooled async Redis client whose every call gives up after ``timeout_s``."""
     return Redis.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False,
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry_on_timeout=False,
         health_check_interval=30,
     )
 
@@ -53,7 +56,9 @@ class RedisGuard:
         except (RedisError, OSError) as exc:
             # Log the transition only: a down Redis would otherwise log once per request.
             if not self._breaker.is_open and self._breaker.record_failure():
-                logger.warning("redis unavailable (%s: %s); answering uncached for now", type(exc).__name__, exc)
+                logger.warning(
+                    "redis unavailable (%s: %s); answering uncached for now", type(exc).__name__, exc
+                )
             raise RedisUnavailableError(str(exc)) from exc
         if self._breaker.record_success():
             logger.info("redis is back")

@@ -17,6 +17,7 @@ from gateway.schemas import GatewayChatRequest
 
 router = APIRouter()
 
+
 def parse_chat_request(raw: bytes) -> GatewayChatRequest:
     """Parse the body here, so bad JSON and bad fields both get the OpenAI-shaped 400 naming the field."""
     try:
@@ -27,7 +28,9 @@ def parse_chat_request(raw: bytes) -> GatewayChatRequest:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(
-    request: Request, pipeline: PipelineDep, request_id: RequestIdDep,
+    request: Request,
+    pipeline: PipelineDep,
+    request_id: RequestIdDep,
     x_flashsight_route: str | None = Header(default=None),
 ) -> Response:
     body = parse_chat_request(await request.body())
@@ -36,7 +39,9 @@ async def chat_completions(
     if body.stream:
         events = await pipeline.stream(job)  # primed: vision down is still a 503 here
         # Timings and a mid-stream degradation are only known at the end: see the last chunk.
-        return StreamingResponse(events, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **job.meta.headers()})
+        return StreamingResponse(
+            events, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **job.meta.headers()}
+        )
     answer = await pipeline.complete(job)
     return JSONResponse(answer, headers=job.meta.headers())
 

@@ -49,9 +49,7 @@ class KeywordTable:
         # Longest first so "how can i fix" wins over a shorter keyword at the same place.
         words = sorted(self.en, key=len, reverse=True)
         alternatives = "|".join(r"\s+".join(map(re.escape, w.split())) for w in words)
-        self._en_re = (
-            re.compile(rf"(?<![\w'])(?:{alternatives})(?![\w'])", re.IGNORECASE) if words else None
-        )
+        self._en_re = re.compile(rf"(?<![\w'])(?:{alternatives})(?![\w'])", re.IGNORECASE) if words else None
 
     @classmethod
     def load(cls, path: Path | None = None) -> KeywordTable:
@@ -67,7 +65,7 @@ class KeywordTable:
         except (tomllib.TOMLDecodeError, AttributeError, TypeError) as exc:
             raise ValueError(
                 f"keyword file {source} is not valid: expected [zh] and [en] tables each with "
-                f"keywords = [\"...\"] ({exc})"
+                f'keywords = ["..."] ({exc})'
             ) from exc
 
     def find(self, text: str) -> str | None:
@@ -101,10 +99,13 @@ def forced_route(model: str, forces: Mapping[str, str | None]) -> Route | None:
     sources = {"model": MODEL_ROUTES[model], **forces}
     for name, value in sources.items():
         if value is not None and value not in ROUTES:
-            raise InvalidRequestError(f"{name} {value!r} is not a route; use one of: {', '.join(ROUTES)}",
-                                      param="route")
-    chosen = {name: value for name, value in sources.items() if value is not None}
+            raise InvalidRequestError(
+                f"{name} {value!r} is not a route; use one of: {', '.join(ROUTES)}", param="route"
+            )
+    chosen: dict[str, Route] = {name: value for name, value in sources.items() if value is not None}  # type: ignore[misc]
     if len(set(chosen.values())) > 1:
         said = ", ".join(f"{name}={value}" for name, value in chosen.items())
-        raise RouteConflictError(f"conflicting forced routes ({said}); force one route or agree", param="route")
-    return next(iter(chosen.values()), None)  # type: ignore[return-value]
+        raise RouteConflictError(
+            f"conflicting forced routes ({said}); force one route or agree", param="route"
+        )
+    return next(iter(chosen.values()), None)

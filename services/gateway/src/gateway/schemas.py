@@ -18,7 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 RouteName = Literal["direct", "cascade"]
 CacheStatus = Literal["hit", "miss", "partial", "unavailable"]
 DegradedReason = Literal[
-    "reasoner_unavailable", "reasoner_timeout", "reasoner_error", "reasoner_failed_mid_stream",
+    "reasoner_unavailable",
+    "reasoner_timeout",
+    "reasoner_error",
+    "reasoner_failed_mid_stream",
     "reasoner_circuit_open",
 ]
 
@@ -45,8 +48,15 @@ class GatewayChatRequest(ChatCompletionRequest):
 
     def sampling(self) -> dict[str, Any]:
         """The sampling parameters the caller set, passed on to whichever model answers."""
-        keys = ("max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
-                "response_format")
+        keys = (
+            "max_tokens",
+            "max_completion_tokens",
+            "temperature",
+            "top_p",
+            "stop",
+            "seed",
+            "response_format",
+        )
         return self.model_dump(include=set(keys), exclude_none=True)
 
 

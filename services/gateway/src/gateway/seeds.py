@@ -31,8 +31,9 @@ router = APIRouter(tags=["seed-compatible"])
 RouteHeader = Annotated[str | None, Header(alias="X-FlashSight-Route")]
 
 
-async def _ask(pipeline: Pipeline, *, image_url: str | None, question: str, request_id: str,
-               header_route: str | None) -> dict[str, Any]:
+async def _ask(
+    pipeline: Pipeline, *, image_url: str | None, question: str, request_id: str, header_route: str | None
+) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": question}]
     if image_url:
         content.insert(0, {"type": "image_url", "image_url": {"url": image_url}})
@@ -54,40 +55,77 @@ def _text(answer: dict[str, Any]) -> str:
 
 
 @router.post("/infer")
-async def infer(body: InferRequest, pipeline: PipelineDep, request_id: RequestIdDep,
-                route: RouteHeader = None) -> InferResponse:
-    answer = await _ask(pipeline, image_url=body.image_url, question=body.prompt, request_id=request_id,
-                        header_route=route)
+async def infer(
+    body: InferRequest, pipeline: PipelineDep, request_id: RequestIdDep, route: RouteHeader = None
+) -> InferResponse:
+    answer = await _ask(
+        pipeline, image_url=body.image_url, question=body.prompt, request_id=request_id, header_route=route
+    )
     meta = FlashSightMeta.model_validate(answer["flashsight"])
-    return InferResponse(text=_text(answer), confidence=answer.get("confidence"), route=meta.route,
-                         model=answer["model"], flashsight=meta)
+    return InferResponse(
+        text=_text(answer),
+        confidence=answer.get("confidence"),
+        route=meta.route,
+        model=answer["model"],
+        flashsight=meta,
+    )
 
 
 @router.post("/caption")
-async def caption(file: Annotated[UploadFile, File()], admitter: AdmitterDep, captioner: CaptionerDep,
-                  request_id: RequestIdDep) -> CaptionResponse:
+async def caption(
+    file: Annotated[UploadFile, File()],
+    admitter: AdmitterDep,
+    captioner: CaptionerDep,
+    request_id: RequestIdDep,
+) -> CaptionResponse:
     image = await admitter.admit_bytes(await file.read(), param="file")
     captions = await captioner.caption([image], request_id=request_id)
-    return CaptionResponse(caption=captions.texts[0], model=captions.vision_model or "unknown",
-                           cache=captions.cache or "miss")
+    return CaptionResponse(
+        caption=captions.texts[0], model=captions.vision_model or "unknown", cache=captions.cache or "miss"
+    )
 
 
 @router.post("/chat")
-async def chat(pipeline: PipelineDep, request_id: RequestIdDep, text: Annotated[str, Form(min_length=1)],
-               image: Annotated[UploadFile | None, File()] = None, route: RouteHeader = None) -> ChatSeedResponse:
-    answer = await _ask(pipeline, image_url=await _upload_data_url(image), question=text,
-                        request_id=request_id, header_route=route)
+async def chat(
+    pipeline: PipelineDep,
+    request_id: RequestIdDep,
+    text: Annotated[str, Form(min_length=1)],
+    image: Annotated[UploadFile | None, File()] = None,
+    route: RouteHeader = None,
+) -> ChatSeedResponse:
+    answer = await _ask(
+        pipeline,
+        image_url=await _upload_data_url(image),
+        question=text,
+        request_id=request_id,
+        header_route=route,
+    )
     said = _text(answer)
-    return ChatSeedResponse(answer=said, text=said, model=answer["model"],
-                            flashsight=FlashSightMeta.model_validate(answer["flashsight"]))
+    return ChatSeedResponse(
+        answer=said,
+        text=said,
+        model=answer["model"],
+        flashsight=FlashSightMeta.model_validate(answer["flashsight"]),
+    )
 
 
 @router.post("/v1/multimodal/completion")
 async def multimodal_completion(
-    pipeline: PipelineDep, request_id: RequestIdDep, image: Annotated[UploadFile, File()],
-    prompt: Annotated[str, Form(min_length=1)], route: RouteHeader = None,
+    pipeline: PipelineDep,
+    request_id: RequestIdDep,
+    image: Annotated[UploadFile, File()],
+    prompt: Annotated[str, Form(min_length=1)],
+    route: RouteHeader = None,
 ) -> MultimodalResponse:
-    answer = await _ask(pipeline, image_url=await _upload_data_url(image), question=prompt,
-                        request_id=request_id, header_route=route)
-    return MultimodalResponse(text=_text(answer), model=answer["model"],
-                              flashsight=FlashSightMeta.model_validate(answer["flashsight"]))
+    answer = await _ask(
+        pipeline,
+        image_url=await _upload_data_url(image),
+        question=prompt,
+        request_id=request_id,
+        header_route=route,
+    )
+    return MultimodalResponse(
+        text=_text(answer),
+        model=answer["model"],
+        flashsight=FlashSightMeta.model_validate(answer["flashsight"]),
+    )

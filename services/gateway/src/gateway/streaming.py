@@ -36,8 +36,14 @@ MID_STREAM_FINISH_REASON = "degraded"
 class PrimedStream:
     """An upstream stream read up to its first token; iterating replays that head, then the rest."""
 
-    def __init__(self, stream: UpstreamStream, head: list[dict[str, Any]], rest: AsyncIterator[dict[str, Any]],
-                 *, started: float) -> None:
+    def __init__(
+        self,
+        stream: UpstreamStream,
+        head: list[dict[str, Any]],
+        rest: AsyncIterator[dict[str, Any]],
+        *,
+        started: float,
+    ) -> None:
         self.stream = stream
         self.head = head
         self.rest = rest
@@ -77,17 +83,26 @@ class _ChunkWriter:
         self.model = model
         self.created = int(time.time())
 
-    def chunk(self, *, delta: Delta | None = None, finish_reason: str | None = None,
-              **extra: Any) -> ChatCompletionChunk:
+    def chunk(
+        self, *, delta: Delta | None = None, finish_reason: str | None = None, **extra: Any
+    ) -> ChatCompletionChunk:
         choice = ChunkChoice(delta=delta or Delta(), finish_reason=finish_reason)
-        return ChatCompletionChunk(id=self.id, model=self.model, created=self.created, choices=[choice], **extra)
+        return ChatCompletionChunk(
+            id=self.id, model=self.model, created=self.created, choices=[choice], **extra
+        )
 
     def usage(self, usage: Usage) -> ChatCompletionChunk:
-        return ChatCompletionChunk(id=self.id, model=self.model, created=self.created, choices=[], usage=usage)
+        return ChatCompletionChunk(
+            id=self.id, model=self.model, created=self.created, choices=[], usage=usage
+        )
 
 
 async def relay(
-    job: Job, source: PrimedStream, *, answered_by: str, on_failure: Callable[[], None] | None = None,
+    job: Job,
+    source: PrimedStream,
+    *,
+    answered_by: str,
+    on_failure: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """SSE bytes of ``source`` re-framed as the gateway's stream (``answered_by``: vision | reasoner)."""
     writer = _ChunkWriter(source.model or "unknown")
@@ -106,7 +121,9 @@ async def relay(
                 delta = choice.get("delta") or {}
                 text, thought = delta.get("content"), delta.get("reasoning_content")
                 if text or thought:
-                    yield encode_event(writer.chunk(delta=Delta(content=text or None, reasoning_content=thought)))
+                    yield encode_event(
+                        writer.chunk(delta=Delta(content=text or None, reasoning_content=thought))
+                    )
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
                     extra = {k: chunk[k] for k in ("confidence",) if k in chunk}

@@ -54,7 +54,9 @@ class UpstreamTimeouts:
 def build_session(*, max_connections: int, keepalive_s: float) -> aiohttp.ClientSession:
     """A pooled keep-alive session for one upstream (call inside a running event loop)."""
     connector = aiohttp.TCPConnector(
-        limit=max_connections, limit_per_host=max_connections, keepalive_timeout=keepalive_s,
+        limit=max_connections,
+        limit_per_host=max_connections,
+        keepalive_timeout=keepalive_s,
         enable_cleanup_closed=True,
     )
     return aiohttp.ClientSession(connector=connector, json_serialize=_dumps)
@@ -65,10 +67,11 @@ def _dumps(obj: Any) -> str:
 
 
 class UpstreamClient:
-    """``complete``/``open_stream`` against ``{base_url}/v1/chat/completions``, plus model id and readiness."""
+    """Chat completions (plain and streamed) against one upstream, plus its model id and readiness."""
 
-    def __init__(self, name: str, base_url: str, session: aiohttp.ClientSession, *,
-                 timeouts: UpstreamTimeouts) -> None:
+    def __init__(
+        self, name: str, base_url: str, session: aiohttp.ClientSession, *, timeouts: UpstreamTimeouts
+    ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.session = session
@@ -81,8 +84,9 @@ class UpstreamClient:
         """POST a non-streamed chat completion; the parsed ``chat.completion`` dict."""
         timeout = aiohttp.ClientTimeout(total=self.timeouts.total_s, connect=self.timeouts.connect_s)
         try:
-            async with self.session.post(self._chat_url, json={**body, "stream": False},
-                                         headers=_headers(request_id), timeout=timeout) as resp:
+            async with self.session.post(
+                self._chat_url, json={**body, "stream": False}, headers=_headers(request_id), timeout=timeout
+            ) as resp:
                 await self._check_status(resp)
                 try:
                     data = await resp.json(content_type=None)
@@ -104,7 +108,9 @@ class UpstreamClient:
         started = time.monotonic()
         try:
             resp = await asyncio.wait_for(
-                self.session.post(self._chat_url, json=payload, headers=_headers(request_id), timeout=timeout),
+                self.session.post(
+                    self._chat_url, json=payload, headers=_headers(request_id), timeout=timeout
+                ),
                 self.timeouts.first_token_s,
             )
         except Exception as exc:
@@ -171,8 +177,9 @@ class UpstreamClient:
         said = _error_message(body) or f"HTTP {resp.status}"
         message = f"{self.name} answered HTTP {resp.status}: {said}"
         if resp.status in (429, 503):
-            raise UpstreamOverloadedError(message, upstream=self.name,
-                                          retry_after=_retry_after(resp.headers.get("Retry-After")))
+            raise UpstreamOverloadedError(
+                message, upstream=self.name, retry_after=_retry_after(resp.headers.get("Retry-After"))
+            )
         if resp.status >= 500:
             raise UpstreamServerError(message, upstream=self.name)
         raise UpstreamRejectedError(message, upstream=self.name, status=resp.status, upstream_body=body)
@@ -185,11 +192,13 @@ class UpstreamClient:
         if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
             return UpstreamTimeoutError(f"{self.name} did not answer within {total_s:g}s", upstream=self.name)
         if isinstance(exc, aiohttp.ClientConnectorError):
-            return UpstreamUnavailableError(f"{self.name} is unreachable at {self.base_url} ({exc.strerror})",
-                                            upstream=self.name)
+            return UpstreamUnavailableError(
+                f"{self.name} is unreachable at {self.base_url} ({exc.strerror})", upstream=self.name
+            )
         if isinstance(exc, aiohttp.ClientError | OSError):
-            return UpstreamUnavailableError(f"{self.name} connection failed: {type(exc).__name__}: {exc}",
-                                            upstream=self.name)
+            return UpstreamUnavailableError(
+                f"{self.name} connection failed: {type(exc).__name__}: {exc}", upstream=self.name
+            )
         if isinstance(exc, SSEProtocolError):
             return self._protocol_error(f"sent an invalid stream: {exc}")
         raise exc  # not an upstream failure: a bug, let it surface as one
@@ -225,8 +234,11 @@ class UpstreamStream:
                     raise self.client._translate(exc, total_s=wait) from exc
                 if "error" in chunk:
                     message = _error_message(chunk) or "error event"
-                    raise UpstreamServerError(f"{self.client.name} failed mid-stream: {message}",
-                                              upstream=self.client.name, code="upstream_stream_error")
+                    raise UpstreamServerError(
+                        f"{self.client.name} failed mid-stream: {message}",
+                        upstream=self.client.name,
+                        code="upstream_stream_error",
+                    )
                 self.client.note_model(chunk.get("model"))
                 choices = chunk.get("choices") or []
                 if any(_has_text(c) or c.get("finish_reason") for c in choices):

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from gateway.config import GatewaySettings
+from pydantic import ValidationError
+
+
+def test_defaults() -> None:
+    s = GatewaySettings()
+    assert (s.port, s.vision_url, s.reasoner_url) == (8080, "http://127.0.0.1:8081", "http://127.0.0.1:9000")
+    assert s.caption_ttl_seconds == 7 * 24 * 3600 and s.max_images_per_request == 4
+    assert s.allow_http_images is False and s.max_body_bytes == 25 * 1024 * 1024
+
+
+def test_redis_url_from_either_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://shared:6379/0")
+    assert GatewaySettings().redis_url == "redis://shared:6379/0"
+    monkeypatch.setenv("GATEWAY_REDIS_URL", "redis://mine:6379/1")
+    assert GatewaySettings().redis_url == "redis://mine:6379/1"
+
+
+def test_env_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_IMAGE_DOMAIN_ALLOWLIST", "cdn.example.com, Images.Example.org")
+    monkeypatch.setenv("GATEWAY_VISION_URL", "http://vision:8081/")
+    monkeypatch.setenv("GATEWAY_LOG_LEVEL", "DEBUG")
+    s = GatewaySettings()
+    assert s.image_domain_allowlist == ("cdn.example.com", "images.example.org")
+    assert s.vision_url == "http://vision:8081" and s.log_level == "debug"
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "says"),
+    [
+        ("GATEWAY_VISION_URL", "vision:8081", "not an http:// or https:// base URL"),
+        ("GATEWAY_REDIS_URL", "localhost:6379", "not a redis:// URL"),
+        ("GATEWAY_PORT", "99999", "less than or equal to 65535"),
+        ("GATEWAY_CAPTION_PROMPT_VERSION", "9", "known: 1"),
+        ("GATEWAY_KEYWORDS_FILE", "/nonexistent/kw.toml", "does not exist"),
+    ],
+)
+def test_bad_config_fails_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, says: str
+) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ValidationError, match=says):
+        GatewaySettings()
+
+
+def test_keywords_file_must_exist(tmp_path: Path) -> None:
+    path = tmp_path / "kw.toml"
+    path.write_text('[zh]\nkeywords = ["x"]\n', encoding="utf-8")
+    assert GatewaySettings(keywords_file=path).keywords_file == path

@@ -1,0 +1,83 @@
+"""The seed articles' endpoints answer through the same pipeline (routing, cache, degrading)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support.stub_upstream import StubUpstream
+
+from .conftest import REASONER_MODEL, VISION_MODEL, data_url, unique_png
+
+
+async def test_infer_direct_reports_vision_confidence(
+    client: httpx.AsyncClient, vision: StubUpstream
+) -> None:
+    vision.behaviour.confidence = 0.93
+    resp = await client.post("/infer", json={"image_url": data_url(unique_png()), "prompt": "订单号是多少?"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["text"] == "订单号是 12345" and body["confidence"] == 0.93
+    assert body["route"] == "direct" and body["model"] == VISION_MODEL
+    assert body["flashsight"]["route_reason"] == "default"
+
+
+async def test_infer_cascade_has_no_confidence(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/infer", json={"image_url": data_url(unique_png()), "prompt": "为什么被拒绝?"})
+    body = resp.json()
+    assert body["route"] == "cascade" and body["model"] == REASONER_MODEL and body["confidence"] is None
+
+
+async def test_infer_missing_field_is_400(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/infer", json={"prompt": "x"})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "image_url"
+
+
+async def test_caption_uses_the_cache(client: httpx.AsyncClient, vision: StubUpstream) -> None:
+    image = unique_png()
+    first = await client.post("/caption", files={"file": ("a.png", image, "image/png")})
+    assert first.status_code == 200, first.text
+    assert first.json() == {"caption": vision.behaviour.caption, "model": VISION_MODEL, "cache": "miss"}
+    second = await client.post("/caption", files={"file": ("a.png", image, "image/png")})
+    assert second.json()["cache"] == "hit"
+
+
+async def test_caption_refuses_a_non_image(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/caption", files={"file": ("a.pdf", b"%PDF-1.4 ...", "application/pdf")})
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "unsupported_image_format"
+    assert resp.json()["error"]["param"] == "file"
+
+
+async def test_chat_with_image_and_text(client: httpx.AsyncClient) -> None:
+    resp = await client.post(
+        "/chat",
+        files={"image": ("a.png", unique_png(), "image/png")},
+        data={"text": "Why was this rejected?"},
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["answer"] == body["text"] and body["answer"].startswith("Because")
+    assert body["flashsight"]["matched_keyword"] == "why" and body["model"] == REASONER_MODEL
+
+
+async def test_chat_text_only(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/chat", data={"text": "hello"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["flashsight"]["route_reason"] == "no_image"
+
+
+async def test_multimodal_completion(client: httpx.AsyncClient, reasoner: StubUpstream) -> None:
+    await reasoner.stop()
+    resp = await client.post(
+        "/v1/multimodal/completion",
+        files={"image": ("a.jpg", unique_png(), "image/jpeg")},
+        data={"prompt": "有什么建议?"},
+    )
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["model"] == VISION_MODEL and body["flashsight"]["degraded"] is True
+    assert body["text"].startswith("当前仅提供图像描述")
+
+
+async def test_multimodal_completion_requires_the_image(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/v1/multimodal/completion", data={"prompt": "x"})
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "image"
