@@ -18,6 +18,7 @@ Usage: ``python scripts/build_tiny_models.py [--out .cache/tiny-models] [--force
 Idempotent: a checkpoint whose ``tiny-build.json`` stamp matches BUILD_VERSION is kept.
 """
 
+# ruff: noqa: E501  (the Jinja chat templates below keep their real line structure)
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ from pathlib import Path
 log = logging.getLogger("build_tiny_models")
 
 # Bump when anything below changes what gets written: stale checkpoints are then rebuilt.
-BUILD_VERSION = 5
+BUILD_VERSION = 6
 STAMP_FILE = "tiny-build.json"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "tiny-models"
 
@@ -168,11 +169,17 @@ def _token_ids(tokenizer, *tokens: str) -> list[int]:
 def build_glm46v(target: Path) -> None:
     """GLM-4.6V-Flash's architecture (config class ``glm4v``, as the real checkpoint) at toy size."""
     import torch
-    from transformers import Glm4vConfig, Glm4vForConditionalGeneration, GenerationConfig
+    from transformers import GenerationConfig, Glm4vConfig, Glm4vForConditionalGeneration
     from transformers.models.glm46v.image_processing_pil_glm46v import Glm46VImageProcessorPil
 
     tokenizer = build_tokenizer(GLM46V_CHAT_TEMPLATE)
-    ids = dict(zip([t for t, _ in SPECIAL_TOKENS], _token_ids(tokenizer, *[t for t, _ in SPECIAL_TOKENS]), strict=True))
+    ids = dict(
+        zip(
+            [t for t, _ in SPECIAL_TOKENS],
+            _token_ids(tokenizer, *[t for t, _ in SPECIAL_TOKENS]),
+            strict=True,
+        )
+    )
     eos = [ids[t] for t in EOS_TOKENS]
     head_dim, partial_rotary = 32, 0.5
     hidden = 64
@@ -226,12 +233,10 @@ def build_glm46v(target: Path) -> None:
     )
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
-    # The real checkpoint's pixel budget; the backend overrides it from settings.
+    # The real checkpoint's pixel budget (the backend overrides it from settings); patch 14,
+    # temporal patch 2 and merge 2 are the class defaults, as in the real checkpoint.
     image_processor = Glm46VImageProcessorPil(
-        size={"shortest_edge": 112 * 112, "longest_edge": 28 * 28 * 15000},
-        patch_size=14,
-        temporal_patch_size=2,
-        merge_size=2,
+        size={"shortest_edge": 112 * 112, "longest_edge": 28 * 28 * 15000}
     )
     image_processor.save_pretrained(target)
     (target / "chat_template.jinja").write_text(GLM46V_CHAT_TEMPLATE, encoding="utf-8")
@@ -297,7 +302,11 @@ def build_one(name: str, out: Path, *, force: bool = False) -> Path:
     started = time.perf_counter()
     BUILDERS[name](staging)
     size = sum(p.stat().st_size for p in staging.rglob("*") if p.is_file())
-    stamp = {"build_version": BUILD_VERSION, "seconds": round(time.perf_counter() - started, 2), "bytes": size}
+    stamp = {
+        "build_version": BUILD_VERSION,
+        "seconds": round(time.perf_counter() - started, 2),
+        "bytes": size,
+    }
     (staging / STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)

@@ -1,9 +1,10 @@
-"""``python -m vision`` with the production ``glm`` backend on the tiny GLM-4.6V checkpoint, as a real process."""
+"""``python -m vision`` with the production ``glm`` backend on the tiny GLM-4.6V checkpoint, as a process."""
 
 from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 import time
 
@@ -27,10 +28,15 @@ def image_chat(*, stream: bool, max_tokens: int = 256) -> dict:
     image = Image.effect_noise((160, 120), 60).convert("RGB")
     return {
         "model": GLM46V_TINY,
-        "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": png_data_url(image)}},
-            {"type": "text", "text": "What does this picture show?"},
-        ]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": png_data_url(image)}},
+                    {"type": "text", "text": "What does this picture show?"},
+                ],
+            }
+        ],
         "max_tokens": max_tokens,
         "temperature": 0,
         "stream": stream,
@@ -41,7 +47,9 @@ def image_chat(*, stream: bool, max_tokens: int = 256) -> dict:
 def test_glm_backend_streams_an_image_answer_over_http(service_process) -> None:  # type: ignore[no-untyped-def]
     model_path = tiny_model_path(GLM46V_TINY)
     service: ServiceProcess = service_process(
-        module="vision", port_env="VISION_PORT", startup_timeout=120,
+        module="vision",
+        port_env="VISION_PORT",
+        startup_timeout=120,
         env={"VISION_BACKEND": "glm", "VISION_MODEL": str(model_path), "VISION_DEVICE": "cpu"},
     )
     with httpx.Client(base_url=service.base_url, timeout=60) as client:
@@ -66,11 +74,13 @@ def test_glm_backend_streams_an_image_answer_over_http(service_process) -> None:
         # Streamed as decoded (the tiny model makes ~1 token/ms here, so 256 tokens take a
         # few hundred ms): text arrives in many separate bursts spread over most of the
         # request, not in one burst at the end.
-        gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
         assert sum(gap > 0.0005 for gap in gaps) >= 5, gaps
         assert arrivals[-1] - arrivals[0] > 0.4 * (arrivals[-1] - started)
         usage = chunks[-1]["usage"]
-        assert usage["completion_tokens"] >= len(arrivals) and usage["prompt_tokens"] > 24  # 160×120 px → 24 image tokens
+        assert (
+            usage["completion_tokens"] >= len(arrivals) and usage["prompt_tokens"] > 24
+        )  # 160×120 px → 24 image tokens
 
         answer = client.post("/v1/chat/completions", json=image_chat(stream=False, max_tokens=8)).json()
         assert answer["model"] == GLM46V_TINY

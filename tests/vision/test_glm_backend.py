@@ -14,12 +14,12 @@ import pytest
 from flashsight_common.schemas import ChatMessage
 from modelserver.backend import GenerationRequest, SamplingParams
 from PIL import Image
-
-from tests.support.tiny_models import GLM46V_TINY, tiny_model_path
 from vision import model_loading
 from vision.backends.glm import GlmBackend
 from vision.config import VisionSettings
 from vision.model_loading import ModelLoadError
+
+from tests.support.tiny_models import GLM46V_TINY, tiny_model_path
 
 
 @dataclass
@@ -62,13 +62,22 @@ def image_url(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def image_request(image: Image.Image, question: str, *, max_tokens: int = 16, **kwargs: Any) -> GenerationRequest:
-    message = ChatMessage(role="user", content=[
-        {"type": "image_url", "image_url": {"url": image_url(image)}},
-        {"type": "text", "text": question},
-    ])
-    return GenerationRequest(request_id=question, messages=[message],
-                             sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0), **kwargs)
+def image_request(
+    image: Image.Image, question: str, *, max_tokens: int = 16, **kwargs: Any
+) -> GenerationRequest:
+    message = ChatMessage(
+        role="user",
+        content=[
+            {"type": "image_url", "image_url": {"url": image_url(image)}},
+            {"type": "text", "text": question},
+        ],
+    )
+    return GenerationRequest(
+        request_id=question,
+        messages=[message],
+        sampling=SamplingParams(max_tokens=max_tokens, temperature=0.0),
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -105,17 +114,24 @@ def test_image_in_tokens_out(backend: GlmBackend) -> None:
 
 def test_the_image_changes_the_answer(backend: GlmBackend) -> None:
     sink = RecordingSink(2)
-    backend.generate([image_request(Image.new("RGB", (200, 120), "red"), "Describe", max_tokens=12),
-                      image_request(Image.effect_noise((200, 120), 80).convert("RGB"), "Describe", max_tokens=12)],
-                     sink)
+    backend.generate(
+        [
+            image_request(Image.new("RGB", (200, 120), "red"), "Describe", max_tokens=12),
+            image_request(Image.effect_noise((200, 120), 80).convert("RGB"), "Describe", max_tokens=12),
+        ],
+        sink,
+    )
     assert len(sink.finished) == 2
     assert (sink.content[0], sink.reasoning[0]) != (sink.content[1], sink.reasoning[1])
 
 
 def test_batch_of_two_different_images_matches_each_alone(backend: GlmBackend) -> None:
     first = image_request(Image.new("RGB", (100, 60), (0, 90, 200)), "What colour is it?", max_tokens=12)
-    second = image_request(Image.effect_noise((160, 90), 70).convert("RGB"),
-                           "Read every number you can see in the picture.", max_tokens=12)
+    second = image_request(
+        Image.effect_noise((160, 90), 70).convert("RGB"),
+        "Read every number you can see in the picture.",
+        max_tokens=12,
+    )
     alone = []
     for request in (first, second):
         sink = RecordingSink(1)
@@ -123,16 +139,25 @@ def test_batch_of_two_different_images_matches_each_alone(backend: GlmBackend) -
         alone.append((sink.content[0], sink.reasoning[0], sink.finished[0]["completion_tokens"]))
     batched = RecordingSink(2)
     backend.generate([first, second], batched)
-    assert [(batched.content[i], batched.reasoning[i], batched.finished[i]["completion_tokens"])
-            for i in range(2)] == alone
+    assert [
+        (batched.content[i], batched.reasoning[i], batched.finished[i]["completion_tokens"]) for i in range(2)
+    ] == alone
 
 
 def test_bad_image_fails_only_its_own_row(backend: GlmBackend) -> None:
     good = image_request(Image.new("RGB", (64, 64), "green"), "Hi", max_tokens=4)
-    bad = GenerationRequest(request_id="bad", messages=[ChatMessage(role="user", content=[
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
-        {"type": "text", "text": "?"},
-    ])])
+    bad = GenerationRequest(
+        request_id="bad",
+        messages=[
+            ChatMessage(
+                role="user",
+                content=[
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}},
+                    {"type": "text", "text": "?"},
+                ],
+            )
+        ],
+    )
     sink = RecordingSink(2)
     backend.generate([bad, good], sink)
     assert set(sink.failed) == {0} and "readable image" in str(sink.failed[0])
@@ -145,13 +170,20 @@ def test_thinking_output_goes_to_reasoning(backend: GlmBackend, monkeypatch: pyt
 
     def scripted(model: Any, tokenizer: Any, prompts: Any, params: Any, sink: Any, **kwargs: Any) -> None:
         for index, _ in enumerate(prompts):
-            for piece in ("<th", "ink>\nA red", " square.</thi", "nk>\nIt is <|begin_of_box|>red<|end_of_box|>"):
+            for piece in (
+                "<th",
+                "ink>\nA red",
+                " square.</thi",
+                "nk>\nIt is <|begin_of_box|>red<|end_of_box|>",
+            ):
                 sink.emit(index, piece)
             sink.finish(index, finish_reason="stop", prompt_tokens=len(prompts[index]), completion_tokens=9)
 
     monkeypatch.setattr(decoding, "decode_batch", scripted)
     sink = RecordingSink(1)
-    backend.generate([image_request(Image.new("RGB", (64, 64), "red"), "Colour?", enable_thinking=True)], sink)
+    backend.generate(
+        [image_request(Image.new("RGB", (64, 64), "red"), "Colour?", enable_thinking=True)], sink
+    )
     assert sink.reasoning[0] == "A red square."
     assert sink.content[0] == "It is red"
 
@@ -166,17 +198,20 @@ def test_thinking_switch_reaches_the_chat_template(backend: GlmBackend) -> None:
     assert "<think></think>" not in tokenizer.decode(on.input_ids)
 
 
-@pytest.mark.parametrize(("model", "message"), [
-    ("/nonexistent/glm", "no such folder"),
-    (None, "VISION_MODEL is not set"),
-])
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("/nonexistent/glm", "no such folder"),
+        (None, "VISION_MODEL is not set"),
+    ],
+)
 def test_wrong_path_is_a_clear_start_up_error(model: str | None, message: str) -> None:
     with pytest.raises(ModelLoadError, match=message):
         GlmBackend(VisionSettings(backend="glm", model=model)).load()
 
 
 def test_folder_without_config_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="holds no config.json"):
+    with pytest.raises(ModelLoadError, match=r"holds no config\.json"):
         GlmBackend(VisionSettings(backend="glm", model=str(tmp_path))).load()
 
 
@@ -190,5 +225,8 @@ def test_missing_processor_is_a_clear_start_up_error(glm_path: Path, tmp_path: P
 
 def test_not_enough_memory_says_needed_and_free(glm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(model_loading, "free_memory", lambda device: 100_000)
-    with pytest.raises(ModelLoadError, match=r"not enough memory.*220,192 parameters × 4 bytes = 860\.1 KiB needed on cpu; free: 97\.7 KiB"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"not enough memory.*220,192 parameters × 4 bytes = 860\.1 KiB needed on cpu; free: 97\.7 KiB",
+    ):
         GlmBackend(VisionSettings(backend="glm", model=str(glm_path))).load()

@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 from transformers import AutoModelForImageTextToText, DynamicCache
-
-from tests.support.tiny_models import GLM46V_TINY, tiny_model_path
 from vision.glm_processor import load_processor
 from vision.mrope import MropeModel
+
+from tests.support.tiny_models import GLM46V_TINY, tiny_model_path
 
 STEPS = 10
 
@@ -25,8 +25,14 @@ def greedy_with_kv_cache(model: MropeModel, inputs: dict[str, torch.Tensor]) -> 
     """The shape of the shared decode loop: one prefill with the images, then 1-token steps."""
     mask = inputs["attention_mask"]
     cache = DynamicCache(config=model.config)
-    out = model(inputs["input_ids"], attention_mask=mask, past_key_values=cache, use_cache=True,
-                pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"])
+    out = model(
+        inputs["input_ids"],
+        attention_mask=mask,
+        past_key_values=cache,
+        use_cache=True,
+        pixel_values=inputs["pixel_values"],
+        image_grid_thw=inputs["image_grid_thw"],
+    )
     tokens = []
     for _ in range(STEPS):
         token = out.logits[:, -1].argmax(-1, keepdim=True)
@@ -43,7 +49,9 @@ def test_left_padded_batch_of_two_images_matches_generate(glm_path: Path) -> Non
     prompts = [
         processor.apply_chat_template(
             [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
-            tokenize=False, add_generation_prompt=True, enable_thinking=False,
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=False,
         )
         for question in ("What is this?", "Read the invoice number and the total amount, please.")
     ]
@@ -51,7 +59,9 @@ def test_left_padded_batch_of_two_images_matches_generate(glm_path: Path) -> Non
     images = [Image.new("RGB", (100, 60), (200, 10, 10)), Image.effect_noise((200, 120), 60).convert("RGB")]
     inputs = processor(text=prompts, images=images, return_tensors="pt", padding=True)
     with torch.no_grad():
-        expected = model.generate(**inputs, max_new_tokens=STEPS, do_sample=False)[:, inputs["input_ids"].shape[1]:]
+        expected = model.generate(**inputs, max_new_tokens=STEPS, do_sample=False)[
+            :, inputs["input_ids"].shape[1] :
+        ]
         got = greedy_with_kv_cache(MropeModel(model), inputs)
     assert torch.equal(got, expected)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from vision.thinking import Segment, ThinkingSplitter, prompt_opens_thinking, split_answer
 
 
@@ -58,10 +57,15 @@ def test_unfinished_tag_at_end_is_text() -> None:
 
 
 def test_unclosed_think_stays_reasoning() -> None:
-    assert split_answer("<think>still thinking when max_tokens hit") == ("still thinking when max_tokens hit", "")
+    assert split_answer("<think>still thinking when max_tokens hit") == (
+        "still thinking when max_tokens hit",
+        "",
+    )
 
 
 def test_control_tokens_are_dropped_even_when_split() -> None:
     splitter = ThinkingSplitter(drop={"<|image|>", "<|endoftext|>"})
-    out = [s for chunk in ("a<|im", "age|>b<|endof", "text|>c") for s in splitter.feed(chunk)] + splitter.flush()
+    out = [
+        s for chunk in ("a<|im", "age|>b<|endof", "text|>c") for s in splitter.feed(chunk)
+    ] + splitter.flush()
     assert "".join(s.text for s in out) == "abc"

@@ -29,8 +29,13 @@ CHAT_TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 class ImageOnlyProcessor(Glm46VProcessor):
     """GLM-4.6V's processor (image-token expansion, ``mm_token_type_ids``) with no video processor."""
 
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        image_processor: Any = None,
+        tokenizer: Any = None,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         # Glm46VProcessor.__init__ would require a video processor; set what it sets, minus video.
         self.image_token = getattr(tokenizer, "image_token", None) or "<|image|>"
         self.video_token = getattr(tokenizer, "video_token", None) or "<|video|>"
@@ -63,7 +68,8 @@ def compose_image_only_processor(model: str, **hub_kwargs: Any) -> ImageOnlyProc
         image_processor = AutoImageProcessor.from_pretrained(model, **hub_kwargs)
     except (OSError, ValueError, ImportError, KeyError) as exc:
         raise ModelLoadError(
-            f"no image processor found for {model!r} (preprocessor_config.json missing or unreadable: {exc}); "
+            f"no image processor found for {model!r} (preprocessor_config.json missing or unreadable: "
+            f"{exc}); "
             "a vision checkpoint must ship its image processor"
         ) from exc
     try:
@@ -75,7 +81,9 @@ def compose_image_only_processor(model: str, **hub_kwargs: Any) -> ImageOnlyProc
         raise ModelLoadError(
             f"{model!r} has no chat template (looked in the tokenizer and {', '.join(CHAT_TEMPLATE_FILES)})"
         )
-    processor = ImageOnlyProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=template)
+    processor = ImageOnlyProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=template
+    )
     if processor.image_token_id in (None, tokenizer.unk_token_id):
         raise ModelLoadError(
             f"{model!r}: its tokenizer has no {processor.image_token!r} token, so images cannot be placed "

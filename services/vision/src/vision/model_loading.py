@@ -85,13 +85,17 @@ def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
 def check_model_source(model: str | None, *, setting_name: str) -> str:
     """Fail early on a missing setting or a local path that is not a checkpoint folder."""
     if not model:
-        raise ModelLoadError(f"{setting_name} is not set: give a local checkpoint folder or a Hugging Face id")
+        raise ModelLoadError(
+            f"{setting_name} is not set: give a local checkpoint folder or a Hugging Face id"
+        )
     path = Path(model).expanduser()
     looks_local = path.exists() or model.startswith(("/", ".", "~")) or model.count("/") > 1
     if not looks_local:
         return model  # a hub id: resolved from the local HF cache or the hub by transformers
     if not path.is_dir():
-        raise ModelLoadError(f"{setting_name}={model!r}: no such folder (expected a checkpoint folder or a HF id)")
+        raise ModelLoadError(
+            f"{setting_name}={model!r}: no such folder (expected a checkpoint folder or a HF id)"
+        )
     if not (path / "config.json").is_file():
         raise ModelLoadError(
             f"{setting_name}={model!r} is a folder but holds no config.json: not a transformers checkpoint"
@@ -107,12 +111,15 @@ def load_config(model: str, *, setting_name: str, **hub_kwargs: Any) -> Any:
         return AutoConfig.from_pretrained(model, **hub_kwargs)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
-            f"{setting_name}={model!r} could not be resolved (not a local checkpoint, not in the Hugging Face "
+            f"{setting_name}={model!r} could not be resolved (not a local checkpoint, not in the "
+            "Hugging Face "
             f"cache, and the hub was not reachable or has no such model): {exc}"
         ) from exc
 
 
-def estimate_memory(model_class: Any, config: Any, dtype: torch.dtype, device: torch.device) -> MemoryEstimate:
+def estimate_memory(
+    model_class: Any, config: Any, dtype: torch.dtype, device: torch.device
+) -> MemoryEstimate:
     """Count the parameters on the meta device (no memory used) and compare with what is free."""
     with torch.device("meta"):
         skeleton = model_class._from_config(config, dtype=dtype)

@@ -38,10 +38,14 @@ class MropeModel:
         **kwargs: Any,
     ) -> Any:
         if attention_mask is None:
-            attention_mask = torch.ones(input_ids.shape[0], _past_length(past_key_values) + input_ids.shape[1],
-                                        dtype=torch.long, device=input_ids.device)
+            attention_mask = torch.ones(
+                input_ids.shape[0],
+                _past_length(past_key_values) + input_ids.shape[1],
+                dtype=torch.long,
+                device=input_ids.device,
+            )
         # Text positions count real (unpadded) tokens, so left padding is ignored.
-        text_positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1]:]
+        text_positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
         if _past_length(past_key_values) == 0:
             positions = self._prefill_positions(input_ids, attention_mask, text_positions, kwargs)
         else:
@@ -61,7 +65,10 @@ class MropeModel:
             self._deltas = self._deltas.index_select(0, index)
 
     def _prefill_positions(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, text_positions: torch.Tensor,
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        text_positions: torch.Tensor,
         kwargs: dict[str, Any],
     ) -> torch.Tensor:
         grid = kwargs.get("image_grid_thw")

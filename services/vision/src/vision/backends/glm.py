@@ -58,7 +58,12 @@ from vision.thinking import ThinkingSplitter, prompt_opens_thinking
 log = logging.getLogger(__name__)
 
 SETTING_NAME = "VISION_MODEL"
-ROLE_NAMES: dict[str, str] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+ROLE_NAMES: dict[str, str] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 
 
 # Explicit classes by ``config.model_type``, for configs the auto mapping does not know.
@@ -102,33 +107,52 @@ class GlmBackend:
         model_class = pick_model_class(config)
         self.device = resolve_device(self.settings.device)
         self.dtype = resolve_dtype(self.settings.dtype, self.device)
-        log.info("glm: %s → %s (%s) on %s as %s", source, model_class.__name__, config.model_type,
-                 self.device, self.dtype)
+        log.info(
+            "glm: %s → %s (%s) on %s as %s",
+            source,
+            model_class.__name__,
+            config.model_type,
+            self.device,
+            self.dtype,
+        )
         check_memory(estimate_memory(model_class, config, self.dtype, self.device))
         self.processor = load_processor(source)
-        apply_pixel_budget(self.processor.image_processor, self.settings.image_min_pixels,
-                           self.settings.image_max_pixels)
-        log.info("glm: processor %s (image processor %s)", type(self.processor).__name__,
-                 type(self.processor.image_processor).__name__)
+        apply_pixel_budget(
+            self.processor.image_processor, self.settings.image_min_pixels, self.settings.image_max_pixels
+        )
+        log.info(
+            "glm: processor %s (image processor %s)",
+            type(self.processor).__name__,
+            type(self.processor.image_processor).__name__,
+        )
         try:
             model = model_class.from_pretrained(source, dtype=self.dtype, device_map=str(self.device))
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{SETTING_NAME}={source!r}: loading the weights failed: {exc}") from exc
         except torch.OutOfMemoryError as exc:
-            raise ModelLoadError(f"{SETTING_NAME}={source!r}: out of memory while loading the weights: {exc}") from exc
+            raise ModelLoadError(
+                f"{SETTING_NAME}={source!r}: out of memory while loading the weights: {exc}"
+            ) from exc
         self._control_tokens = control_tokens(self.processor.tokenizer)
         self.model = model.eval()
-        self._decoder_model = MropeModel(self.model) if hasattr(self.model.model, "get_rope_index") else self.model
+        self._decoder_model = (
+            MropeModel(self.model) if hasattr(self.model.model, "get_rope_index") else self.model
+        )
         log.info("glm: loaded %s in %.1f s", self.model_id, time.perf_counter() - started)
 
     def warmup(self) -> None:
         image = Image.new("RGB", (56, 56), (128, 128, 128))
         request = GenerationRequest(
             request_id="warmup",
-            messages=[ChatMessage(role="user", content=[
-                {"type": "image_url", "image_url": {"url": _png_data_url(image)}},
-                {"type": "text", "text": "Describe the image."},
-            ])],
+            messages=[
+                ChatMessage(
+                    role="user",
+                    content=[
+                        {"type": "image_url", "image_url": {"url": _png_data_url(image)}},
+                        {"type": "text", "text": "Describe the image."},
+                    ],
+                )
+            ],
             sampling=SamplingParams(max_tokens=2, temperature=0.0),
         )
         self.generate([request], _DiscardSink())
@@ -180,7 +204,9 @@ class GlmBackend:
 class SplittingSink:
     """Routes ``<think>`` text to reasoning and strips box markers, per row, before the real sink."""
 
-    def __init__(self, sink: BatchSink, rows: Sequence[PreparedRow], *, drop: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, sink: BatchSink, rows: Sequence[PreparedRow], *, drop: frozenset[str] = frozenset()
+    ) -> None:
         self._sink = sink
         self._positions = [row.position for row in rows]
         self._splitters = [ThinkingSplitter(in_reasoning=row.starts_in_reasoning, drop=drop) for row in rows]
@@ -222,18 +248,21 @@ def to_template_messages(messages: Sequence[ChatMessage]) -> tuple[list[dict[str
     return conversation, images
 
 
-def batch_image_inputs(rows: Sequence[PreparedRow], *, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+def batch_image_inputs(
+    rows: Sequence[PreparedRow], *, device: torch.device, dtype: torch.dtype
+) -> dict[str, Any]:
     """Prefill inputs for the rows' images: patches and grids concatenated in row order.
 
     The model scatters image features into the image tokens in row-major order, and the
     M-RoPE index walks the grids in the same order, so no per-row bookkeeping is needed.
     """
-    with_images = [row for row in rows if row.pixel_values is not None]
-    if not with_images:
+    pixels = [row.pixel_values for row in rows if row.pixel_values is not None]
+    grids = [row.image_grid_thw for row in rows if row.image_grid_thw is not None]
+    if not pixels:
         return {}
     return {
-        "pixel_values": torch.cat([r.pixel_values for r in with_images]).to(device=device, dtype=dtype),
-        "image_grid_thw": torch.cat([r.image_grid_thw for r in with_images]).to(device=device),
+        "pixel_values": torch.cat(pixels).to(device=device, dtype=dtype),
+        "image_grid_thw": torch.cat(grids).to(device=device),
     }
 
 
@@ -271,7 +300,10 @@ def apply_pixel_budget(image_processor: Any, min_pixels: int, max_pixels: int) -
     size = getattr(image_processor, "size", None)
     frames = getattr(image_processor, "temporal_patch_size", None)
     if size is None or frames is None or getattr(size, "longest_edge", None) is None:
-        log.warning("glm: %s has no pixel-budget resize; VISION_IMAGE_*_PIXELS ignored", type(image_processor).__name__)
+        log.warning(
+            "glm: %s has no pixel-budget resize; VISION_IMAGE_*_PIXELS ignored",
+            type(image_processor).__name__,
+        )
         return
     image_processor.size = {"shortest_edge": min_pixels * frames, "longest_edge": max_pixels * frames}
 
