@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flashsight_common.schemas import ChatMessage
 from modelserver.backend import GenerationRequest, SamplingParams
+from modelserver.errors import UnsupportedParameterError
 from PIL import Image
 from vision import model_loading
 from vision.backends.glm import GlmBackend
@@ -230,3 +231,10 @@ def test_not_enough_memory_says_needed_and_free(glm_path: Path, monkeypatch: pyt
         match=r"not enough memory.*220,192 parameters × 4 bytes = 860\.1 KiB needed on cpu; free: 97\.7 KiB",
     ):
         GlmBackend(VisionSettings(backend="glm", model=str(glm_path))).load()
+
+
+@pytest.mark.parametrize("kind", ["json_object", "json_schema"])
+def test_structured_output_is_refused_before_queueing(backend: GlmBackend, kind: str) -> None:
+    request = image_request(Image.new("RGB", (64, 64)), "Q", response_format={"type": kind})
+    with pytest.raises(UnsupportedParameterError, match="accepted: 'text'"):
+        backend.check_request(request)

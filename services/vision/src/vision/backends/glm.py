@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from flashsight_common.schemas import ChatMessage, ImagePart, TextPart
 from modelserver.backend import BatchSink, GenerationRequest, SamplingParams
+from modelserver.errors import UnsupportedParameterError
 from modelserver.images import decode_data_url_image
 from PIL import Image
 
@@ -156,6 +157,15 @@ class GlmBackend:
             sampling=SamplingParams(max_tokens=2, temperature=0.0),
         )
         self.generate([request], _DiscardSink())
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Refuse before queueing what this backend cannot honour (structured output, for now)."""
+        kind = (request.response_format or {}).get("type", "text")
+        if kind != "text":
+            raise UnsupportedParameterError(
+                f"response_format {kind!r} is not supported by the glm backend yet; accepted: 'text'",
+                param="response_format",
+            )
 
     # -- generation -----------------------------------------------------------------------
 
