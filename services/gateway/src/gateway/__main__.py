@@ -27,13 +27,18 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
 
 
+def _describe(error: object) -> str:
+    # Field errors name their variable; cross-field checks (loc ()) carry it in the message.
+    loc = "_".join(map(str, error["loc"])).upper()  # type: ignore[index]
+    message = str(error["msg"]).removeprefix("Value error, ")  # type: ignore[index]
+    return f"  GATEWAY_{loc}: {message}" if loc else f"  {message}"
+
+
 def main() -> None:
     try:
         settings = GatewaySettings()
     except ValidationError as exc:
-        problems = "\n".join(
-            f"  GATEWAY_{'_'.join(map(str, e['loc'])).upper() or '?'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "\n".join(_describe(error) for error in exc.errors())
         sys.exit(f"gateway: invalid configuration:\n{problems}")
     configure_logging(settings.log_level)
     from gateway.main import create_app  # after logging, so start-up lines are formatted
