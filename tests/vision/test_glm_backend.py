@@ -238,3 +238,20 @@ def test_structured_output_is_refused_before_queueing(backend: GlmBackend, kind:
     request = image_request(Image.new("RGB", (64, 64)), "Q", response_format={"type": kind})
     with pytest.raises(UnsupportedParameterError, match="accepted: 'text'"):
         backend.check_request(request)
+
+
+def test_glm46v_config_class_is_served_too(glm_path: Path, tmp_path: Path) -> None:
+    # transformers 5 has both Glm4v* (what GLM-4.6V-Flash's config names) and Glm46V* classes.
+    import json
+
+    variant = tmp_path / "glm46v-variant"
+    shutil.copytree(glm_path, variant)
+    config = json.loads((variant / "config.json").read_text())
+    config.update(model_type="glm46v", architectures=["Glm46VForConditionalGeneration"])
+    (variant / "config.json").write_text(json.dumps(config))
+    backend = GlmBackend(VisionSettings(backend="glm", model=str(variant), device="cpu"))
+    backend.load()
+    assert type(backend.model).__name__ == "Glm46VForConditionalGeneration"
+    sink = RecordingSink(1)
+    backend.generate([image_request(Image.new("RGB", (64, 64), "blue"), "Colour?", max_tokens=6)], sink)
+    assert sink.finished[0]["completion_tokens"] >= 1 and not sink.failed

@@ -79,7 +79,7 @@ class MropeModel:
             return text_positions.unsqueeze(0).expand(3, -1, -1)
         kwargs["mm_token_type_ids"] = mm_types
         positions, deltas = self.model.model.get_rope_index(
-            input_ids, mm_types, image_grid_thw=grid, attention_mask=attention_mask
+            input_ids, mm_token_type_ids=mm_types, image_grid_thw=grid, attention_mask=attention_mask
         )
         self._deltas = deltas.to(input_ids.device)
         return positions

@@ -137,7 +137,9 @@ class GlmBackend:
         self._control_tokens = control_tokens(self.processor.tokenizer)
         self.model = model.eval()
         self._decoder_model = (
-            MropeModel(self.model) if hasattr(self.model.model, "get_rope_index") else self.model
+            # GLM-4V's 3-D positions need the wrapper; other image-text-to-text models take
+            # the decode loop's plain positions as they are.
+            MropeModel(self.model) if config.model_type in MODEL_CLASSES else self.model
         )
         log.info("glm: loaded %s in %.1f s", self.model_id, time.perf_counter() - started)
 
