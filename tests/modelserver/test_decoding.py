@@ -60,10 +60,16 @@ def tokenizer() -> Any:
 def model(tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A 2-layer Llama with random weights, saved and reloaded like a real checkpoint."""
     config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=256,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
         initializer_range=0.2,  # varied logits, so wrong positions or masks change the output
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     path: Path = tmp_path_factory.mktemp("tiny-llama")
@@ -86,11 +92,17 @@ def reference_greedy(model: Any, prompt: list[int], steps: int) -> list[int]:
         for _ in range(steps):
             logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
             ids.append(int(logits.argmax()))
-    return ids[len(prompt):]
+    return ids[len(prompt) :]
 
 
-def run(model: Any, tokenizer: Any, prompts: list[list[int]], params: list[SamplingParams],
-        sink: RecordingSink | None = None, **kwargs: Any) -> tuple[list[Any], RecordingSink]:
+def run(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    params: list[SamplingParams],
+    sink: RecordingSink | None = None,
+    **kwargs: Any,
+) -> tuple[list[Any], RecordingSink]:
     sink = sink or RecordingSink()
     kwargs.setdefault("eos_ids", NO_EOS)
     return decode_batch(model, tokenizer, prompts, params, sink, **kwargs), sink
@@ -106,14 +118,18 @@ def test_batched_greedy_equals_each_prompt_alone_and_full_recomputation(model, t
 
 def test_max_tokens_is_exact_per_row(model, tokenizer, prompts) -> None:
     limits = [1, 5, 9]
-    results, sink = run(model, tokenizer, prompts, [SamplingParams(max_tokens=n, temperature=0) for n in limits])
+    results, sink = run(
+        model, tokenizer, prompts, [SamplingParams(max_tokens=n, temperature=0) for n in limits]
+    )
     for index, limit in enumerate(limits):
         assert results[index].completion_tokens == limit
         assert sink.finished[index]["finish_reason"] == "length"
         assert sink.finished[index]["completion_tokens"] == limit
 
 
-def test_usage_counts_prompt_without_padding_and_streamed_text_matches_tokens(model, tokenizer, prompts) -> None:
+def test_usage_counts_prompt_without_padding_and_streamed_text_matches_tokens(
+    model, tokenizer, prompts
+) -> None:
     results, sink = run(model, tokenizer, prompts, [GREEDY] * 3)
     for index, prompt in enumerate(prompts):
         assert sink.finished[index]["prompt_tokens"] == len(prompt)
@@ -152,8 +168,12 @@ def test_cancellation_stops_a_row_and_leaves_the_others(model, tokenizer, prompt
 def test_a_seed_reproduces_whatever_else_is_batched(model, tokenizer, prompts) -> None:
     seeded = SamplingParams(max_tokens=12, temperature=1.0, seed=7)
     alone, _ = run(model, tokenizer, [prompts[0]], [seeded])
-    batched, _ = run(model, tokenizer, prompts, [seeded, SamplingParams(max_tokens=12, temperature=1.0, seed=1), GREEDY])
-    other_seed, _ = run(model, tokenizer, [prompts[0]], [SamplingParams(max_tokens=12, temperature=1.0, seed=8)])
+    batched, _ = run(
+        model, tokenizer, prompts, [seeded, SamplingParams(max_tokens=12, temperature=1.0, seed=1), GREEDY]
+    )
+    other_seed, _ = run(
+        model, tokenizer, [prompts[0]], [SamplingParams(max_tokens=12, temperature=1.0, seed=8)]
+    )
     assert batched[0].token_ids == alone[0].token_ids
     assert other_seed[0].token_ids != alone[0].token_ids
     greedy, _ = run(model, tokenizer, [prompts[0]], [GREEDY])
@@ -161,12 +181,16 @@ def test_a_seed_reproduces_whatever_else_is_batched(model, tokenizer, prompts) -
 
 
 def test_a_tiny_top_p_keeps_only_the_most_likely_token(model, tokenizer, prompts) -> None:
-    nucleus, _ = run(model, tokenizer, prompts, [SamplingParams(max_tokens=8, temperature=1.5, top_p=1e-6, seed=3)] * 3)
+    nucleus, _ = run(
+        model, tokenizer, prompts, [SamplingParams(max_tokens=8, temperature=1.5, top_p=1e-6, seed=3)] * 3
+    )
     greedy, _ = run(model, tokenizer, prompts, [SamplingParams(max_tokens=8, temperature=0.0)] * 3)
     assert [r.token_ids for r in nucleus] == [r.token_ids for r in greedy]
 
 
-def test_the_context_length_caps_generation_and_refuses_a_prompt_that_fills_it(model, tokenizer, prompts) -> None:
+def test_the_context_length_caps_generation_and_refuses_a_prompt_that_fills_it(
+    model, tokenizer, prompts
+) -> None:
     long, short = prompts[2], prompts[1]
     results, sink = run(model, tokenizer, [long, short], [GREEDY, GREEDY], max_context=len(short) + 3)
     assert isinstance(sink.failed[0], InvalidRequestError) and 0 not in sink.finished

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-
 from reasoner.config import ReasonerSettings, default_cache_dir
 
 
@@ -19,11 +18,14 @@ def test_defaults_serve_the_embedded_smollm2_on_port_9000(monkeypatch: pytest.Mo
     assert (settings.device, settings.dtype) == ("auto", "auto")
 
 
-@pytest.mark.parametrize(("model", "served"), [
-    ("zai-org/glm-4-9b-chat-hf", "glm-4-9b-chat-hf"),
-    ("/models/glm-4-9b-chat-hf/", "glm-4-9b-chat-hf"),
-    ("./checkpoints/my-chat", "my-chat"),
-])
+@pytest.mark.parametrize(
+    ("model", "served"),
+    [
+        ("zai-org/glm-4-9b-chat-hf", "glm-4-9b-chat-hf"),
+        ("/models/glm-4-9b-chat-hf/", "glm-4-9b-chat-hf"),
+        ("./checkpoints/my-chat", "my-chat"),
+    ],
+)
 def test_a_path_or_hub_id_is_served_under_its_last_component(model: str, served: str) -> None:
     assert ReasonerSettings(model=model).model_name == served
 

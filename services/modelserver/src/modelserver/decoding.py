@@ -72,26 +72,27 @@ class IncrementalDetokenizer:
         self._read_offset = 0
 
     def _decode(self, tokens: Sequence[int]) -> str:
-        return str(self._tokenizer.decode(tokens, skip_special_tokens=self._skip,
-                                          clean_up_tokenization_spaces=False))
+        return str(
+            self._tokenizer.decode(tokens, skip_special_tokens=self._skip, clean_up_tokenization_spaces=False)
+        )
 
     def step(self, tokens: Sequence[int]) -> str:
         """The text ``tokens`` adds since the last call ("" while a character is incomplete)."""
         # Decoding a small window (not just the new token) keeps word-boundary spaces right
         # for tokenizers whose pieces decode differently at the start of a string.
-        prefix = self._decode(tokens[self._prefix_offset:self._read_offset])
-        current = self._decode(tokens[self._prefix_offset:])
+        prefix = self._decode(tokens[self._prefix_offset : self._read_offset])
+        current = self._decode(tokens[self._prefix_offset :])
         if len(current) > len(prefix) and not current.endswith(_REPLACEMENT):
             self._prefix_offset, self._read_offset = self._read_offset, len(tokens)
-            return current[len(prefix):]
+            return current[len(prefix) :]
         return ""
 
     def flush(self, tokens: Sequence[int]) -> str:
         """Whatever is still held at the end, minus a trailing incomplete character."""
-        prefix = self._decode(tokens[self._prefix_offset:self._read_offset])
-        current = self._decode(tokens[self._prefix_offset:]).rstrip(_REPLACEMENT)
+        prefix = self._decode(tokens[self._prefix_offset : self._read_offset])
+        current = self._decode(tokens[self._prefix_offset :]).rstrip(_REPLACEMENT)
         self._prefix_offset = self._read_offset = len(tokens)
-        return current[len(prefix):] if len(current) > len(prefix) else ""
+        return current[len(prefix) :] if len(current) > len(prefix) else ""
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -126,18 +127,34 @@ def decode_batch(
     if len(prompts) != len(params):
         raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
     with torch.inference_mode():
-        return _Decoder(model, tokenizer, prompts, params, sink, extra_inputs=extra_inputs,
-                        eos_ids=eos_ids, max_context=max_context,
-                        skip_special_tokens=skip_special_tokens).run()
+        return _Decoder(
+            model,
+            tokenizer,
+            prompts,
+            params,
+            sink,
+            extra_inputs=extra_inputs,
+            eos_ids=eos_ids,
+            max_context=max_context,
+            skip_special_tokens=skip_special_tokens,
+        ).run()
 
 
 class _Decoder:
     """State of one :func:`decode_batch` call (``active`` maps batch rows to request indices)."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]], params: Sequence[SamplingParams],
-        sink: BatchSink, *, extra_inputs: Mapping[str, Any] | None, eos_ids: Iterable[int] | None,
-        max_context: int | None, skip_special_tokens: bool,
+        self,
+        model: Any,
+        tokenizer: Any,
+        prompts: Sequence[Sequence[int]],
+        params: Sequence[SamplingParams],
+        sink: BatchSink,
+        *,
+        extra_inputs: Mapping[str, Any] | None,
+        eos_ids: Iterable[int] | None,
+        max_context: int | None,
+        skip_special_tokens: bool,
     ) -> None:
         self.model = model
         self.sink = sink
@@ -149,8 +166,9 @@ class _Decoder:
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else next(iter(self.eos), 0))
         self.results = [RowResult(prompt_tokens=len(prompt)) for prompt in prompts]
-        self.detoks = [IncrementalDetokenizer(tokenizer, skip_special_tokens=skip_special_tokens)
-                       for _ in prompts]
+        self.detoks = [
+            IncrementalDetokenizer(tokenizer, skip_special_tokens=skip_special_tokens) for _ in prompts
+        ]
         self.limits = [self._limit(i, max_context) for i in range(len(prompts))]
 
     def _limit(self, index: int, max_context: int | None) -> int:
@@ -169,18 +187,31 @@ class _Decoder:
         input_ids, attention_mask, position_ids = self._left_pad([self.prompts[i] for i in active])
         extra = {key: _to_device(value, self.device) for key, value in self.extra_inputs.items()}
         generators = [self._generator(self.params[i]) for i in active]
-        temperature = torch.tensor([max(self.params[i].temperature, 0.0) for i in active],
-                                   dtype=torch.float32, device=self.device)
+        temperature = torch.tensor(
+            [max(self.params[i].temperature, 0.0) for i in active], dtype=torch.float32, device=self.device
+        )
         top_p = torch.tensor([self.params[i].top_p for i in active], dtype=torch.float32, device=self.device)
 
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=None, use_cache=True, logits_to_keep=1, **extra)
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=None,
+            use_cache=True,
+            logits_to_keep=1,
+            **extra,
+        )
         cache = out.past_key_values
         next_position = position_ids[:, -1:] + 1
         logits = out.logits[:, -1, :]
         while True:
-            tokens, probs = _sample(logits, temperature, top_p, generators,
-                                    any_sampling=any(not self.params[i].greedy for i in active))
+            tokens, probs = _sample(
+                logits,
+                temperature,
+                top_p,
+                generators,
+                any_sampling=any(not self.params[i].greedy for i in active),
+            )
             keep = self._advance(active, tokens.tolist(), probs.tolist())
             if not keep:
                 break
@@ -189,13 +220,23 @@ class _Decoder:
                 cache.batch_select_indices(index)
                 if hasattr(self.model, "select_rows"):
                     self.model.select_rows(keep)
-                tokens, attention_mask, next_position = tokens[index], attention_mask[index], next_position[index]
+                tokens, attention_mask, next_position = (
+                    tokens[index],
+                    attention_mask[index],
+                    next_position[index],
+                )
                 temperature, top_p = temperature[index], top_p[index]
                 generators = [generators[j] for j in keep]
                 active = [active[j] for j in keep]
             attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=1)
-            out = self.model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=next_position,
-                             past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = self.model(
+                input_ids=tokens[:, None],
+                attention_mask=attention_mask,
+                position_ids=next_position,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             cache = out.past_key_values
             next_position = next_position + 1
             logits = out.logits[:, -1, :]
@@ -208,9 +249,14 @@ class _Decoder:
             if not prompt:
                 self.sink.fail(i, InvalidRequestError("the prompt is empty after applying the chat template"))
             elif self.limits[i] == 0 and self.params[i].max_tokens > 0:
-                self.sink.fail(i, InvalidRequestError(
-                    f"the prompt is {len(prompt)} tokens, which fills the model's context; shorten it",
-                    param="messages", code="context_length_exceeded"))
+                self.sink.fail(
+                    i,
+                    InvalidRequestError(
+                        f"the prompt is {len(prompt)} tokens, which fills the model's context; shorten it",
+                        param="messages",
+                        code="context_length_exceeded",
+                    ),
+                )
             elif self.limits[i] == 0 or self.sink.is_cancelled(i):
                 self._finish(i, "length" if self.limits[i] == 0 else "stop")
             else:
@@ -245,8 +291,13 @@ class _Decoder:
             result.text += tail
             self.sink.emit(index, tail)
         result.finish_reason = reason
-        self.sink.finish(index, finish_reason=reason, prompt_tokens=result.prompt_tokens,
-                         completion_tokens=result.completion_tokens, confidence=result.confidence)
+        self.sink.finish(
+            index,
+            finish_reason=reason,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            confidence=result.confidence,
+        )
 
     # -- tensors --------------------------------------------------------------------------
 
@@ -255,8 +306,8 @@ class _Decoder:
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for row, prompt in enumerate(prompts):
-            input_ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
-            attention_mask[row, width - len(prompt):] = 1
+            input_ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+            attention_mask[row, width - len(prompt) :] = 1
         # Positions count real tokens only: a padded row sees the positions it would alone.
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         return input_ids.to(self.device), attention_mask.to(self.device), position_ids.to(self.device)
@@ -271,8 +322,12 @@ class _Decoder:
 
 
 def _sample(
-    logits: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, generators: Sequence[torch.Generator],
-    *, any_sampling: bool,
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_p: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    *,
+    any_sampling: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One token per row (greedy where temperature is 0) and the probability it had."""
     logits = logits.float()
@@ -283,17 +338,22 @@ def _sample(
         return chosen, probs.gather(-1, chosen[:, None]).squeeze(-1)
     scaled = logits / temperature.clamp(min=_MIN_TEMPERATURE)[:, None]
     probs = torch.softmax(scaled, dim=-1)
-    sorted_probs, sorted_ids = probs.sort(dim=-1, descending=True)
-    # Nucleus: keep the smallest head whose mass reaches top_p (the first token always stays).
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    sorted_probs = sorted_probs.masked_fill(mass_before >= top_p[:, None], 0.0)
-    cumulative = sorted_probs.cumsum(dim=-1)
+    if bool((top_p < 1.0).any()):
+        # Nucleus: keep the smallest head whose mass reaches top_p (the first token always
+        # stays). Sorting the vocabulary costs about a forward step of a small model, so it
+        # is done only when some row asks for it.
+        probs, order = probs.sort(dim=-1, descending=True)
+        mass_before = probs.cumsum(dim=-1) - probs
+        probs = probs.masked_fill(mass_before >= top_p[:, None], 0.0)
+    else:
+        order = None
+    cumulative = probs.cumsum(dim=-1)
     # Inverse-CDF sampling with one uniform draw per row from that row's own generator, so a
     # seeded row is reproducible whatever else shares the batch; all rows sample in one op.
     draws = torch.stack([torch.rand((), generator=g, device=logits.device) for g in generators])
     targets = (draws * cumulative[:, -1]).unsqueeze(-1)
     picks = torch.searchsorted(cumulative, targets, right=True).clamp(max=logits.shape[-1] - 1)
-    sampled = sorted_ids.gather(-1, picks).squeeze(-1)
+    sampled = (picks if order is None else order.gather(-1, picks)).squeeze(-1)
     chosen = torch.where(temperature > 0, sampled, greedy)
     plain = torch.softmax(logits, dim=-1)
     return chosen, plain.gather(-1, chosen[:, None]).squeeze(-1)

@@ -43,7 +43,9 @@ class ReasonerSettings(ModelServerSettings):
     @classmethod
     def _require_model(cls, value: str | None) -> str:
         if value is None:
-            raise ValueError("set REASONER_MODEL: embedded:smollm2, a checkpoint directory or a Hugging Face id")
+            raise ValueError(
+                "set REASONER_MODEL: embedded:smollm2, a checkpoint directory or a Hugging Face id"
+            )
         value = value.strip()
         default_served_name(value)  # an unknown embedded:<name> fails here, listing the known ones
         return value

@@ -127,8 +127,13 @@ def _convert(spec: EmbeddedModel, cache_dir: Path) -> Path:
 
     gguf = locate_gguf(spec)
     target = checkpoint_dir(spec, cache_dir)
-    log.info("embedded model %s: converting %s (%.0f MB) to safetensors in %s (once) ...",
-             spec.served_name, gguf.name, gguf.stat().st_size / 1e6, target)
+    log.info(
+        "embedded model %s: converting %s (%.0f MB) to safetensors in %s (once) ...",
+        spec.served_name,
+        gguf.name,
+        gguf.stat().st_size / 1e6,
+        target,
+    )
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     if not tokenizer.chat_template:
@@ -137,7 +142,9 @@ def _convert(spec: EmbeddedModel, cache_dir: Path) -> Path:
     # dequantize=True gives a plain dense model (the GGUF quantizer is dropped), which is what
     # makes save_pretrained accept it; float32 keeps the Q4_1 values exactly.
     model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True),
+        str(gguf.parent),
+        gguf_file=gguf.name,
+        quantization_config=GgufConfig(dequantize=True),
         dtype=torch.float32,
     )
     log.info("weights read in %.1fs; writing the cache ...", time.perf_counter() - started)
@@ -164,7 +171,9 @@ def _convert(spec: EmbeddedModel, cache_dir: Path) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("embedded model %s converted in %.1fs: %s", spec.served_name, time.perf_counter() - started, target)
+    log.info(
+        "embedded model %s converted in %.1fs: %s", spec.served_name, time.perf_counter() - started, target
+    )
     return target
 
 
@@ -190,8 +199,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m reasoner.embedded", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", nargs="?", default="smollm2", choices=sorted(EMBEDDED_MODELS))
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="default: REASONER_CACHE_DIR, else " + str(default_cache_dir()))
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="default: REASONER_CACHE_DIR, else " + str(default_cache_dir()),
+    )
     parser.add_argument("--force", action="store_true", help="convert again even if a cache exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

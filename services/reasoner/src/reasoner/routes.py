@@ -13,11 +13,16 @@ router = APIRouter()
 
 @router.post("/generate")
 async def generate(
-    body: GenerateRequest, engine: EngineDep, settings: SettingsDep, model_id: ServedModelDep,
+    body: GenerateRequest,
+    engine: EngineDep,
+    settings: SettingsDep,
+    model_id: ServedModelDep,
     request_id: RequestIdDep,
 ) -> GenerateResponse:
     """Answer ``prompt`` through the same batching engine as ``/v1/chat/completions``."""
-    request = body.to_generation_request(request_id=request_id, default_max_tokens=settings.default_max_tokens)
+    request = body.to_generation_request(
+        request_id=request_id, default_max_tokens=settings.default_max_tokens
+    )
     completion = await engine.complete(request)
     return GenerateResponse(
         answer=completion.text,

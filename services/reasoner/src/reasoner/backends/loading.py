@@ -38,7 +38,9 @@ def resolve_checkpoint(settings: ReasonerSettings) -> str:
             "a Hugging Face id, or embedded:smollm2)"
         )
     if not (path / "config.json").is_file():
-        raise CheckpointNotFoundError(f"REASONER_MODEL={model!r} holds no config.json: not a transformers checkpoint")
+        raise CheckpointNotFoundError(
+            f"REASONER_MODEL={model!r} holds no config.json: not a transformers checkpoint"
+        )
     return str(path)
 
 
@@ -51,7 +53,9 @@ def resolve_device(setting: str) -> torch.device:
         if not torch.cuda.is_available():
             raise ModelLoadError(f"REASONER_DEVICE={setting!r} but this torch build sees no CUDA GPU")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ModelLoadError(f"REASONER_DEVICE={setting!r}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise ModelLoadError(
+                f"REASONER_DEVICE={setting!r}: only {torch.cuda.device_count()} CUDA device(s)"
+            )
     return device
 
 
@@ -92,7 +96,8 @@ def load_model(source: str, *, device: torch.device, dtype: torch.dtype) -> Any:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load a causal LM from {source!r}: {exc}") from exc
-    return model.to(device).eval()
+    model = model.to(device)  # type: ignore[arg-type]  # transformers' stub types .to() oddly
+    return model.eval()
 
 
 def context_length(model: Any) -> int | None:

@@ -54,17 +54,27 @@ class TransformersBackend:
         self.model = load_model(source, device=device, dtype=dtype)
         self.max_context = context_length(self.model)
         params = sum(p.numel() for p in self.model.parameters())
-        log.info("model %s ready: %s (%.0fM parameters, context %s)", self.model_id,
-                 type(self.model).__name__, params / 1e6, self.max_context)
+        log.info(
+            "model %s ready: %s (%.0fM parameters, context %s)",
+            self.model_id,
+            type(self.model).__name__,
+            params / 1e6,
+            self.max_context,
+        )
 
     def warmup(self) -> None:
         from flashsight_common.schemas import ChatMessage
         from modelserver.decoding import decode_batch
 
         prompt = encode_prompt(self.tokenizer, [ChatMessage(role="user", content=WARMUP_MESSAGE)])
-        decode_batch(self.model, self.tokenizer, [prompt],
-                     [SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0)], _DiscardSink(),
-                     max_context=self.max_context)
+        decode_batch(
+            self.model,
+            self.tokenizer,
+            [prompt],
+            [SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0)],
+            _DiscardSink(),
+            max_context=self.max_context,
+        )
 
     def check_request(self, request: GenerationRequest) -> None:
         """Refuse what this backend cannot honour before the request is queued."""
@@ -93,8 +103,12 @@ class TransformersBackend:
         if not prompts:
             return
         decode_batch(
-            self.model, self.tokenizer, prompts, [batch[p].sampling for p in positions],
-            _SubsetSink(sink, positions), max_context=self.max_context,
+            self.model,
+            self.tokenizer,
+            prompts,
+            [batch[p].sampling for p in positions],
+            _SubsetSink(sink, positions),
+            max_context=self.max_context,
         )
 
 
