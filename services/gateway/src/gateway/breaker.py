@@ -24,6 +24,13 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         return self._clock() < self._open_until
 
+    @property
+    def state(self) -> str:
+        """``closed``, ``open`` (calls skipped) or ``half_open`` (tripped, open time over: the next call is a trial)."""
+        if self.is_open:
+            return "open"
+        return "half_open" if self._failures >= self.threshold else "closed"
+
     def allow(self) -> bool:
         """Whether a call should be attempted now."""
         return not self.is_open
