@@ -157,7 +157,7 @@ def test_dockerfile_runs_the_service_as_non_root_with_a_healthcheck(service: str
 
 # ── .env.example ───────────────────────────────────────────────────────────────────
 
-_EXAMPLE_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(\S*)\s*(?:#\s*(.*))?$")
+_EXAMPLE_LINE = re.compile(r'^#?\s*([A-Z][A-Z0-9_]*)=("[^"]*"|\S*)\s*(?:#\s*(.*))?$')
 
 
 def env_example() -> dict[str, tuple[str, str]]:
@@ -166,7 +166,8 @@ def env_example() -> dict[str, tuple[str, str]]:
     for line in (REPO / ".env.example").read_text().splitlines():
         match = _EXAMPLE_LINE.match(line.strip())
         if match:
-            entries[match.group(1)] = (match.group(2), (match.group(3) or "").strip())
+            value = match.group(2).removeprefix('"').removesuffix('"')
+            entries[match.group(1)] = (value, (match.group(3) or "").strip())
     return entries
 
 
