@@ -24,9 +24,9 @@ CAPTION_PROMPTS: dict[str, str] = {
 CAPTION_PARAMS: dict[str, Any] = {"temperature": 0.0, "stream": False}
 
 REASONER_SYSTEM_PROMPT = (
-    "You answer questions about images you cannot see. A vision model has described each image "
-    "below. Answer from these descriptions and the conversation; if they do not contain what is "
-    "needed, say so plainly."
+    "You answer questions about images you cannot see. A vision model has described them. "
+    "Answer briefly, using only the facts in the image descriptions and the conversation; "
+    "if they do not contain what is needed, say so plainly."
 )
 
 
@@ -44,12 +44,16 @@ def caption_messages(prompt: str, image_data_url: str) -> list[dict[str, Any]]:
 
 
 def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) -> list[dict[str, Any]]:
-    """The conversation as text for the reasoner: images become ``[image N]`` markers and
-    their captions go into a system message in front (after the caller's own system text)."""
+    """The conversation as text for the reasoner.
+
+    Images become ``[image N]`` markers; their descriptions go into the latest user turn,
+    right before the question. Small models use evidence next to the question far better
+    than evidence in a long system prompt: on SmolLM2-135M the system-prompt layout gave
+    looping, invented answers where this one answers from the description.
+    """
     out: list[dict[str, Any]] = []
     if captions:
-        described = "\n\n".join(f"[image {i}]\n{caption.strip()}" for i, caption in enumerate(captions, 1))
-        out.append({"role": "system", "content": f"{REASONER_SYSTEM_PROMPT}\n\n{described}"})
+        out.append({"role": "system", "content": REASONER_SYSTEM_PROMPT})
     seen = 0
     for message in messages:
         pieces: list[str] = []
@@ -63,7 +67,18 @@ def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) 
                 pieces.append(part.text)
         role = "system" if message.role == "developer" else message.role
         out.append({"role": role, "content": "\n".join(p for p in pieces if p)})
+    if captions:
+        _put_descriptions_before_question(out, captions)
     return _merge_leading_system(out)
+
+
+def _put_descriptions_before_question(messages: list[dict[str, Any]], captions: Sequence[str]) -> None:
+    described = "\n\n".join(f"[image {i}]\n{caption.strip()}" for i, caption in enumerate(captions, 1))
+    last_user = next((m for m in reversed(messages) if m["role"] == "user"), None)
+    if last_user is None:  # an assistant-last conversation: the descriptions still need a place
+        last_user = {"role": "user", "content": ""}
+        messages.append(last_user)
+    last_user["content"] = f"Image descriptions:\n{described}\n\nQuestion: {last_user['content']}".rstrip()
 
 
 def _merge_leading_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
