@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import uvicorn
 from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
-from gateway.middleware import RequestIdLogFilter
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
-
-
-def configure_logging(level: str) -> None:
-    """One stderr handler on the root logger whose lines carry the request id."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(RequestIdLogFilter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(5 if level == "trace" else level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+from gateway.logs import configure_logging
 
 
 def _describe(error: object) -> str:
@@ -40,7 +24,7 @@ def main() -> None:
     except ValidationError as exc:
         problems = "\n".join(_describe(error) for error in exc.errors())
         sys.exit(f"gateway: invalid configuration:\n{problems}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     from gateway.main import create_app  # after logging, so start-up lines are formatted
 
     try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from gateway.cache import CachedCaption, CaptionCache
 from gateway.images import NormalisedImage
+from gateway.metrics import GatewayMetrics
 from gateway.prompts import CAPTION_PARAMS, caption_messages
 from gateway.schemas import CacheStatus
 from gateway.upstream import UpstreamClient
@@ -31,11 +32,20 @@ class Captions:
 class Captioner:
     """Captions images with the versioned caption prompt, through the caption cache."""
 
-    def __init__(self, vision: UpstreamClient, cache: CaptionCache, *, prompt: str, max_tokens: int) -> None:
+    def __init__(
+        self,
+        vision: UpstreamClient,
+        cache: CaptionCache,
+        *,
+        prompt: str,
+        max_tokens: int,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self.vision = vision
         self.cache = cache
         self.prompt = prompt
         self.max_tokens = max_tokens
+        self.metrics = metrics
 
     async def caption(self, images: Sequence[NormalisedImage], *, request_id: str | None = None) -> Captions:
         """Captions of ``images``; vision failures propagate (there is nothing to fall back to)."""
@@ -47,6 +57,12 @@ class Captioner:
         cached = await self.cache.get_many(model_id, list(unique))
         known: dict[str, CachedCaption] = dict(cached or {})
         missing = [image for sha, image in unique.items() if sha not in known]
+        if self.metrics is not None:
+            self.metrics.record_caption_lookups(
+                hits=len(unique) - len(missing) if cached is not None else 0,
+                misses=len(missing) if cached is not None else 0,
+                unavailable=len(unique) if cached is None else 0,
+            )
         fresh = await asyncio.gather(*(self._caption_one(image, model_id, request_id) for image in missing))
         known.update({image.sha256: entry for image, entry in zip(missing, fresh, strict=True)})
         if cached is not None and fresh:

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 PositiveSeconds = Annotated[float, Field(gt=0, le=3600)]
 
 _MB = 1024 * 1024
@@ -69,9 +70,51 @@ class GatewaySettings(BaseSettings):
     """Pooled keep-alive connections per upstream (vision, reasoner)."""
     upstream_keepalive_s: Annotated[float, Field(gt=0)] = 30.0
     """Idle pooled connections are closed after this; shorter than the model servers' 75 s."""
-    log_level: LogLevel = "info"
+    vision_failure_threshold: Annotated[int, Field(ge=1)] = 5
+    """Consecutive vision failures (5xx, timeouts, unreachable; not 4xx) that open its circuit."""
+    vision_circuit_open_s: Annotated[float, Field(ge=0)] = 5.0
+    """While vision's circuit is open, answers are a 503 with Retry-After at once."""
+    request_deadline_s: PositiveSeconds = 120.0
+    """Overall budget of one request up to its answer (a stream: up to its first byte) → 504."""
 
-    @field_validator("log_level", mode="before")
+    max_text_chars: Annotated[int, Field(ge=100)] = 32_000
+    """Characters of text (all messages together) accepted in one chat request."""
+
+    api_keys: Annotated[tuple[str, ...], NoDecode] = ()
+    """Accepted API keys, comma-separated (kept only as SHA-256). None here or in the file: open."""
+    api_keys_file: Path | None = None
+    """A file of API keys, one per line, ``#`` comments; merged with ``api_keys``."""
+    rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
+    """Requests per key (per client address when open) in any 60 s, in Redis; 0 = no limit."""
+    rate_limit_fail_open: bool = True
+    """Redis down: true → requests pass unlimited (warning + metric); false → 503."""
+
+    shed_max_tokens_above: Annotated[int, Field(ge=0)] = 32
+    """In-flight chat requests above which max_tokens is capped at ``shed_max_tokens`` (0 = off)."""
+    shed_max_tokens: Annotated[int, Field(ge=1)] = 256
+    shed_greedy_above: Annotated[int, Field(ge=0)] = 64
+    """In-flight chat requests above which decoding is forced greedy (temperature 0; 0 = off)."""
+    shed_hold_above: Annotated[int, Field(ge=0)] = 0
+    """In-flight chat requests above which the holding reply is sent instead (opt-in; 0 = off)."""
+    holding_reply: str = "服务繁忙，请稍后重试 / The service is busy; please retry in a moment."
+
+    keepalive_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    """Idle client keep-alive connections are closed after this."""
+    max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
+    """Largest incomplete HTTP event (request line + headers) buffered per connection (h11)."""
+
+    safety_filter: Literal["off", "flag", "reject"] = "off"
+    """NudeNet pre-filter: off; flag (answer, mark flashsight.safety); reject (400 before any model)."""
+    safety_threshold: Annotated[float, Field(gt=0, le=1)] = 0.6
+    """NudeNet score at or above which an explicit-class detection counts."""
+
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
+    """``json``: one JSON object per line (docker compose sets it); ``text``: for a terminal."""
+    log_prompts: bool = False
+    """Put the latest user text (first 500 characters) in access lines; off: prompts never logged."""
+
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -98,7 +141,14 @@ class GatewaySettings(BaseSettings):
             return tuple(d.strip().lower() for d in value.split(",") if d.strip())
         return value
 
-    @field_validator("keywords_file", mode="before")
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(k.strip() for k in value.split(",") if k.strip())
+        return value
+
+    @field_validator("keywords_file", "api_keys_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -114,6 +164,8 @@ class GatewaySettings(BaseSettings):
             )
         if self.keywords_file is not None and not self.keywords_file.is_file():
             raise ValueError(f"keywords_file {str(self.keywords_file)!r} does not exist or is not a file")
+        if self.api_keys_file is not None and not self.api_keys_file.is_file():
+            raise ValueError(f"api_keys_file {str(self.api_keys_file)!r} does not exist or is not a file")
         if self.max_image_bytes > self.max_body_bytes:
             raise ValueError("max_image_bytes must not exceed max_body_bytes")
         return self

@@ -10,6 +10,7 @@ from gateway.admission import ImageAdmitter
 from gateway.captioning import Captioner
 from gateway.config import GatewaySettings
 from gateway.degrade import ReasonerGuard
+from gateway.metrics import GatewayMetrics
 from gateway.pipeline import Pipeline
 from gateway.redis_guard import RedisGuard
 from gateway.upstream import UpstreamClient
@@ -43,6 +44,10 @@ def _redis_guard(request: Request) -> RedisGuard:
     return request.app.state.redis_guard
 
 
+def _metrics(request: Request) -> GatewayMetrics:
+    return request.app.state.metrics
+
+
 def _request_id(request: Request) -> str:
     # Set by RequestContextMiddleware from the caller's X-Request-ID or freshly made.
     return str(request.scope.get("state", {}).get("request_id", "-"))
@@ -56,3 +61,4 @@ VisionDep = Annotated[UpstreamClient, Depends(_vision)]
 ReasonerDep = Annotated[ReasonerGuard, Depends(_reasoner)]
 RedisGuardDep = Annotated[RedisGuard, Depends(_redis_guard)]
 RequestIdDep = Annotated[str, Depends(_request_id)]
+MetricsDep = Annotated[GatewayMetrics, Depends(_metrics)]

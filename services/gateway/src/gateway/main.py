@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from gateway.access import AccessRecorder
 from gateway.admission import ImageAdmitter
 from gateway.cache import CaptionCache
 from gateway.captioning import Captioner
@@ -21,6 +22,7 @@ from gateway.degrade import ReasonerGuard
 from gateway.errors import install_error_handlers
 from gateway.fetch import FetchPolicy, ImageFetcher
 from gateway.images import ImageLimits
+from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.pipeline import Pipeline
 from gateway.prompts import CAPTION_PROMPTS
@@ -29,6 +31,7 @@ from gateway.routes import router
 from gateway.routing import KeywordTable
 from gateway.seeds import router as seeds_router
 from gateway.upstream import UpstreamClient, UpstreamTimeouts, build_session
+from gateway.web import mount_web
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     limits = ImageLimits(
         max_image_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, max_side=settings.max_side
     )
+    metrics = GatewayMetrics()  # per app: the middleware needs it before the lifespan runs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +105,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     cache,
                     prompt=CAPTION_PROMPTS[settings.caption_prompt_version],
                     max_tokens=settings.caption_max_tokens,
+                    metrics=metrics,
                 ),
                 vision=vision,
                 reasoner=ReasonerGuard(
@@ -109,6 +114,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     open_s=settings.reasoner_circuit_open_s,
                 ),
             )
+            metrics.track_circuit("reasoner", lambda: app.state.pipeline.reasoner.breaker.state)
+            metrics.track_circuit("redis", lambda: guard.breaker.state)
             logger.info(
                 "gateway ready: vision=%s reasoner=%s redis=%s keywords=%d zh + %d en",
                 settings.vision_url,
@@ -121,12 +128,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = FastAPI(title="FlashSight gateway", lifespan=lifespan)
     app.state.settings = settings
+    app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(seeds_router)
+    mount_web(app)
     # Added last = outermost: every response, 413s included, carries X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(
+        RequestContextMiddleware, recorder=AccessRecorder(metrics, log_prompts=settings.log_prompts)
+    )
     return app
 
 

@@ -1,4 +1,4 @@
-"""ASGI middleware: request ids (taken from the caller or made), one log line per request, body limit.
+"""ASGI middleware: request ids (taken from the caller or made), access line and metrics, body limit.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so streamed responses pass through untouched.
 """
@@ -14,15 +14,13 @@ from contextvars import ContextVar
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.access import QUIET_PATHS, AccessRecorder, RequestRecord, current_record
 from gateway.errors import GatewayError, InvalidRequestError, PayloadTooLargeError
-
-logger = logging.getLogger("gateway.access")
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 """The current request's id, for log lines (see :class:`RequestIdLogFilter`)."""
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestIdLogFilter(logging.Filter):
@@ -34,10 +32,11 @@ class RequestIdLogFilter(logging.Filter):
 
 
 class RequestContextMiddleware:
-    """Takes or makes ``X-Request-ID`` (passed on to vision and reasoner), returns it, logs the request."""
+    """Takes or makes ``X-Request-ID`` (passed on to vision and reasoner), returns it, logs and counts."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, recorder: AccessRecorder) -> None:
         self.app = app
+        self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,24 +46,46 @@ class RequestContextMiddleware:
         request_id = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+        record = RequestRecord()
+        record_token = current_record.set(record)
         status = 500
+        streamed = False
+        first_byte_s: float | None = None
         started = time.perf_counter()
+        in_flight = self.recorder.metrics.in_flight if scope["path"] not in QUIET_PATHS else None
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, streamed, first_byte_s
             if message["type"] == "http.response.start":
                 status = message["status"]
+                streamed = any(
+                    k.lower() == b"content-type" and v.startswith(b"text/event-stream")
+                    for k, v in message.get("headers", [])
+                )
                 headers = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
                 message = {**message, "headers": headers}
+            elif first_byte_s is None and message.get("body"):
+                first_byte_s = time.perf_counter() - started
             await send(message)
 
+        if in_flight is not None:
+            in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            level = logging.DEBUG if scope["path"] in _QUIET_PATHS else logging.INFO
-            logger.log(
-                level, "%s %s %d %.3fs", scope["method"], scope["path"], status, time.perf_counter() - started
+            if in_flight is not None:
+                in_flight.dec()
+            self.recorder.finish(
+                record,
+                method=scope["method"],
+                path=scope["path"],
+                endpoint=getattr(scope.get("route"), "path", None) or "unmatched",
+                status=status,
+                elapsed_s=time.perf_counter() - started,
+                first_byte_s=first_byte_s,
+                streamed=streamed,
             )
+            current_record.reset(record_token)
             request_id_var.reset(token)
 
 

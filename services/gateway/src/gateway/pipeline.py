@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway.access import note_answer
 from gateway.admission import ImageAdmitter
 from gateway.captioning import Captioner
 from gateway.degrade import ReasonerGuard, degraded_reason, mark_degraded, with_notice
@@ -53,8 +54,9 @@ class Pipeline:
             request.model, {**request.route_forces(), "X-FlashSight-Route header": header_route}
         )
         admitted = await self.admitter.admit(request)
+        question = _latest_user_text(admitted.request)
         decision = pick_route(
-            _latest_user_text(admitted.request),
+            question,
             forced=forced,
             has_images=bool(admitted.images),
             table=self.keywords,
@@ -67,6 +69,7 @@ class Pipeline:
             images=[image.sha256 for image in admitted.images],
         )
         meta.timings_ms.admission = elapsed_ms(started)
+        note_answer(meta, prompt=question)  # the access line and metrics read it when the request ends
         job = Job(admitted.request, admitted.images, decision, request_id, started, meta)
         if decision.route == "cascade" and job.images:
             job.captions = await self.captioner.caption(job.images, request_id=request_id)

@@ -44,6 +44,11 @@ class RedisGuard:
         self._breaker = CircuitBreaker(threshold=1, open_s=retry_after_s)
 
     @property
+    def breaker(self) -> CircuitBreaker:
+        """The breaker deciding whether Redis is skipped (read by /metrics)."""
+        return self._breaker
+
+    @property
     def available(self) -> bool:
         return self._breaker.allow()
 

@@ -11,7 +11,8 @@ from flashsight_common.schemas import ModelCard, ModelList
 from flashsight_common.sse import SSE_HEADERS, SSE_MEDIA_TYPE
 from pydantic import ValidationError
 
-from gateway.deps import PipelineDep, ReasonerDep, RedisGuardDep, RequestIdDep, VisionDep
+from gateway.deps import MetricsDep, PipelineDep, ReasonerDep, RedisGuardDep, RequestIdDep, VisionDep
+from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.routing import MODEL_ROUTES
 from gateway.schemas import GatewayChatRequest
 
@@ -79,3 +80,9 @@ async def readyz(vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep)
     if upstreams_ready:
         return JSONResponse(body)
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics_endpoint(metrics: MetricsDep) -> Response:
+    """Prometheus text exposition of this gateway process (see docs/operations.md)."""
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,51 @@
+"""The try-it web page: ``/`` (index.html), ``/static/*`` (app.js, style.css) and ``/ui/config``.
+
+The page is plain HTML/CSS/JS shipped as package data (``gateway/static``), no build
+step. It calls the public ``POST /v1/chat/completions`` like any client; ``/ui/config``
+only tells it the limits to check before uploading (the server checks them again).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from gateway.deps import SettingsDep
+from gateway.routing import MODEL_ROUTES
+
+router = APIRouter()
+
+# What the browser may upload: the formats gateway.images accepts, by MIME type.
+ACCEPTED_MIME_TYPES: tuple[str, ...] = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp")
+
+
+def _static_text(name: str) -> str:
+    return resources.files("gateway").joinpath("static", name).read_text(encoding="utf-8")
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    # Read per request (a few kB): an edited page shows on reload, no restart needed.
+    return HTMLResponse(_static_text("index.html"), headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/ui/config", include_in_schema=False)
+async def ui_config(settings: SettingsDep) -> dict[str, Any]:
+    """The limits the page checks before uploading, and whether it must send an API key."""
+    return {
+        "max_image_bytes": settings.max_image_bytes,
+        "max_images": settings.max_images_per_request,
+        "accepted_types": list(ACCEPTED_MIME_TYPES),
+        "models": list(MODEL_ROUTES),
+        "auth_required": bool(getattr(settings, "api_keys", None)),
+    }
+
+
+def mount_web(app: FastAPI) -> None:
+    """The page's routes and its static files."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(packages=[("gateway", "static")]), name="static")
