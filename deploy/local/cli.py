@@ -50,7 +50,8 @@ def main() -> int:
     paths = SupervisorPaths.for_settings(settings)
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
-    paths.config.write_text(render_config(programs, paths, directory=settings.repo_root))
+    config = render_config(programs, paths, directory=settings.repo_root, as_root=os.geteuid() == 0)
+    paths.config.write_text(config)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
