@@ -62,7 +62,7 @@ def create_model_app(
             backend, max_batch_size=settings.max_batch_size, max_wait_s=settings.max_wait_s,
             max_queue=settings.max_queue, on_batch=metrics.batch_size.observe,
         )
-        metrics.track_queue_depth(lambda: engine.queue_depth)
+        metrics.track_queue_depth(lambda: engine.queue_depth, capacity=settings.max_queue)
         startup = asyncio.create_task(_load_and_start(app, backend, engine, settings))
         try:
             yield

@@ -49,6 +49,8 @@ class ModelServerSettings(BaseSettings):
     default_max_tokens: int = 512
     max_request_bytes: int = 32 * 1024 * 1024
     log_level: LogLevel = "info"
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per line (docker compose sets it); ``text``: for a terminal."""
 
     @model_validator(mode="after")
     def _check_ranges(self) -> ModelServerSettings:
@@ -70,7 +72,7 @@ class ModelServerSettings(BaseSettings):
             raise ValueError(f"device {value!r} is not accepted; use auto, cpu, cuda or cuda:N")
         return value
 
-    @field_validator("log_level", "dtype", mode="before")
+    @field_validator("log_level", "log_format", "dtype", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

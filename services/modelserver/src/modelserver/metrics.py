@@ -31,6 +31,14 @@ class ModelMetrics:
         self.generated_tokens = Counter(
             "flashsight_model_generated_tokens_total", "Completion tokens generated", registry=self.registry
         )
+        self.prompt_tokens = Counter(
+            "flashsight_model_prompt_tokens_total", "Prompt tokens of finished requests",
+            registry=self.registry,
+        )
+        self.queue_capacity = Gauge(
+            "flashsight_model_queue_capacity", "Queued requests beyond which the service answers 503",
+            registry=self.registry,
+        )
         self.time_to_first_token = Histogram(
             "flashsight_model_time_to_first_token_seconds", "From queueing to the first decoded text",
             buckets=_LATENCY_BUCKETS, registry=self.registry,
@@ -40,8 +48,9 @@ class ModelMetrics:
             ["endpoint"], buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
 
-    def track_queue_depth(self, read_depth: Callable[[], float]) -> None:
+    def track_queue_depth(self, read_depth: Callable[[], float], *, capacity: int) -> None:
         self.queue_depth.set_function(read_depth)
+        self.queue_capacity.set(capacity)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -72,8 +72,10 @@ class RequestContextMiddleware:
             self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
             self.metrics.request_duration.labels(endpoint=endpoint).observe(elapsed)
             level = logging.DEBUG if endpoint in _QUIET_ENDPOINTS else logging.INFO
+            fields = {"method": scope["method"], "path": scope["path"], "status": status,
+                      "latency_ms": round(elapsed * 1000, 1)}
             logger.log(level, "%s %s %d %.3fs request_id=%s", scope["method"], scope["path"], status,
-                       elapsed, request_id)
+                       elapsed, request_id, extra={"fields": fields})
             request_id_var.reset(token)
 
 

@@ -95,6 +95,7 @@ async def metrics_endpoint(metrics: MetricsDep) -> Response:
 
 def _record(metrics: ModelMetrics, done: Completion | Finished) -> None:
     metrics.generated_tokens.inc(done.completion_tokens)
+    metrics.prompt_tokens.inc(done.prompt_tokens)
     if done.time_to_first_token_s is not None:
         metrics.time_to_first_token.observe(done.time_to_first_token_s)
 
