@@ -38,7 +38,10 @@ def main() -> None:
         log_level=settings.log_level,
         log_config=None,
         access_log=False,
-        timeout_keep_alive=75,
+        # Slow or stalled clients: idle keep-alive sockets close, and a request line + headers
+        # larger than this are refused (h11), so a trickling client holds one socket, no worker.
+        timeout_keep_alive=max(1, round(settings.keepalive_timeout_s)),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_graceful_shutdown=10,
     )
 

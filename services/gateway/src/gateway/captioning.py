@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.cache import CachedCaption, CaptionCache
+from gateway.guarded import GuardedUpstream
 from gateway.images import NormalisedImage
 from gateway.metrics import GatewayMetrics
 from gateway.prompts import CAPTION_PARAMS, caption_messages
@@ -34,7 +35,7 @@ class Captioner:
 
     def __init__(
         self,
-        vision: UpstreamClient,
+        vision: UpstreamClient | GuardedUpstream,
         cache: CaptionCache,
         *,
         prompt: str,

@@ -8,9 +8,7 @@ client: after a few consecutive failures calls are skipped for a while (reason
 from __future__ import annotations
 
 import logging
-from typing import Any
 
-from gateway.breaker import CircuitBreaker
 from gateway.errors import (
     UpstreamError,
     UpstreamOverloadedError,
@@ -18,16 +16,15 @@ from gateway.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from gateway.guarded import GuardedUpstream, UpstreamCircuitOpenError
 from gateway.schemas import DEGRADED_NOTICE, DegradedReason, FlashSightMeta
-from gateway.upstream import UpstreamClient, UpstreamStream
+from gateway.upstream import UpstreamClient
 
 logger = logging.getLogger(__name__)
 
 
-class ReasonerCircuitOpenError(UpstreamUnavailableError):
+class ReasonerCircuitOpenError(UpstreamCircuitOpenError):
     """The reasoner failed repeatedly just now; it is not being called for a while."""
-
-    default_code = "upstream_circuit_open"
 
 
 # Why the reasoner could not answer → the reported degraded_reason (most specific class wins).
@@ -61,53 +58,16 @@ def with_notice(content: str | None) -> str:
     return f"{DEGRADED_NOTICE}\n{content or ''}"
 
 
-class ReasonerGuard:
-    """The reasoner client behind a circuit breaker; failures count, successes reset."""
+class ReasonerGuard(GuardedUpstream):
+    """The reasoner behind its circuit breaker; every failure counts (its prompt is the gateway's own)."""
+
+    open_error = ReasonerCircuitOpenError
 
     def __init__(self, client: UpstreamClient, *, failure_threshold: int, open_s: float) -> None:
-        self.client = client
-        self.breaker = CircuitBreaker(threshold=failure_threshold, open_s=open_s)
-
-    async def complete(self, body: dict[str, Any], *, request_id: str | None) -> dict[str, Any]:
-        self._check_open()
-        try:
-            answer = await self.client.complete(body, request_id=request_id)
-        except UpstreamError:
-            self.record_failure()
-            raise
-        self.record_success()
-        return answer
-
-    async def open_stream(self, body: dict[str, Any], *, request_id: str | None) -> UpstreamStream:
-        self._check_open()
-        try:
-            return await self.client.open_stream(body, request_id=request_id)
-        except UpstreamError:
-            self.record_failure()
-            raise
-
-    async def model_id(self) -> str:
-        self._check_open()
-        try:
-            return await self.client.model_id()
-        except UpstreamError:
-            self.record_failure()
-            raise
-
-    def record_success(self) -> None:
-        if self.breaker.record_success():
-            logger.info("reasoner answers again; circuit closed")
-
-    def record_failure(self) -> None:
-        if self.breaker.record_failure():
-            logger.warning(
-                "reasoner failed %d times in a row; answering from vision for %gs",
-                self.breaker.threshold,
-                self.breaker.open_s,
-            )
-
-    def _check_open(self) -> None:
-        if not self.breaker.allow():
-            raise ReasonerCircuitOpenError(
-                "reasoner circuit is open after repeated failures", upstream=self.client.name
-            )
+        super().__init__(
+            client,
+            failure_threshold=failure_threshold,
+            open_s=open_s,
+            success_on_open=False,
+            counts=lambda exc: True,
+        )

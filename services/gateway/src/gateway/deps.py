@@ -10,10 +10,11 @@ from gateway.admission import ImageAdmitter
 from gateway.captioning import Captioner
 from gateway.config import GatewaySettings
 from gateway.degrade import ReasonerGuard
+from gateway.guarded import GuardedUpstream
 from gateway.metrics import GatewayMetrics
 from gateway.pipeline import Pipeline
 from gateway.redis_guard import RedisGuard
-from gateway.upstream import UpstreamClient
+from gateway.shedding import LoadShedder
 
 
 def _settings(request: Request) -> GatewaySettings:
@@ -32,12 +33,16 @@ def _captioner(request: Request) -> Captioner:
     return request.app.state.pipeline.captioner
 
 
-def _vision(request: Request) -> UpstreamClient:
+def _vision(request: Request) -> GuardedUpstream:
     return request.app.state.pipeline.vision
 
 
 def _reasoner(request: Request) -> ReasonerGuard:
     return request.app.state.pipeline.reasoner
+
+
+def _shedder(request: Request) -> LoadShedder:
+    return request.app.state.shedder
 
 
 def _redis_guard(request: Request) -> RedisGuard:
@@ -57,8 +62,9 @@ SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 PipelineDep = Annotated[Pipeline, Depends(_pipeline)]
 AdmitterDep = Annotated[ImageAdmitter, Depends(_admitter)]
 CaptionerDep = Annotated[Captioner, Depends(_captioner)]
-VisionDep = Annotated[UpstreamClient, Depends(_vision)]
+VisionDep = Annotated[GuardedUpstream, Depends(_vision)]
 ReasonerDep = Annotated[ReasonerGuard, Depends(_reasoner)]
+ShedderDep = Annotated[LoadShedder, Depends(_shedder)]
 RedisGuardDep = Annotated[RedisGuard, Depends(_redis_guard)]
 RequestIdDep = Annotated[str, Depends(_request_id)]
 MetricsDep = Annotated[GatewayMetrics, Depends(_metrics)]

@@ -9,13 +9,19 @@
     │   ├── ImageFetchError             400  an image URL was blocked or could not be fetched
     │   ├── TooManyImagesError          400  more images than ``max_images_per_request``
     │   └── RouteConflictError          400  the model id, ``route`` field and header force different routes
+    ├── AuthenticationError             401  no or wrong API key (gateway.auth)
     ├── PayloadTooLargeError            413  body larger than ``max_body_bytes``
     ├── ModelNotFoundError              404  ``model`` is not one of GET /v1/models
+    ├── RateLimitedError                429  + Retry-After, x-ratelimit-*: over the limit (gateway.ratelimit)
+    ├── RateLimitUnavailableError       503  + Retry-After: Redis down and rate limits fail closed
+    ├── RequestDeadlineError            504  + Retry-After: not answered within ``request_deadline_s``
     └── UpstreamError                   502  vision or reasoner failed (``.upstream`` names which)
         ├── UpstreamUnavailableError    503  + Retry-After: unreachable, or it dropped the connection
         │   ├── UpstreamServerError     503  + Retry-After: it answered 5xx (or an error event mid-stream)
         │   ├── UpstreamTimeoutError    503  + Retry-After: no answer in time
-        │   └── UpstreamOverloadedError 503  + Retry-After: it said 503/429 (its Retry-After kept)
+        │   ├── UpstreamOverloadedError 503  + Retry-After: it said 503/429 (its Retry-After kept)
+        │   └── UpstreamCircuitOpenError 503 + Retry-After: failed repeatedly, not called for a while
+        │                                    (gateway.guarded; the reasoner's is caught: degraded answer)
         ├── UpstreamProtocolError       502  it answered something that is not OpenAI JSON/SSE
         └── UpstreamRejectedError       4xx  it refused the request: its status and error body pass through
 
@@ -110,6 +116,15 @@ class PayloadTooLargeError(GatewayError):
     status_code = 413
     error_type = "invalid_request_error"
     default_code = "payload_too_large"
+
+
+class RequestDeadlineError(GatewayError):
+    """The request was not answered within the gateway's overall deadline."""
+
+    status_code = 504
+    error_type = "timeout_error"
+    default_code = "request_deadline_exceeded"
+    default_retry_after = 5
 
 
 class ModelNotFoundError(GatewayError):

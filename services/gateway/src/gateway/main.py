@@ -15,21 +15,26 @@ from fastapi import FastAPI
 
 from gateway.access import AccessRecorder
 from gateway.admission import ImageAdmitter
+from gateway.auth import KeyStore
 from gateway.cache import CaptionCache
 from gateway.captioning import Captioner
 from gateway.config import GatewaySettings
 from gateway.degrade import ReasonerGuard
 from gateway.errors import install_error_handlers
 from gateway.fetch import FetchPolicy, ImageFetcher
+from gateway.gatekeeper import GatekeeperMiddleware
+from gateway.guarded import GuardedUpstream
 from gateway.images import ImageLimits
 from gateway.metrics import GatewayMetrics
 from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from gateway.pipeline import Pipeline
 from gateway.prompts import CAPTION_PROMPTS
+from gateway.ratelimit import RateLimiter
 from gateway.redis_guard import RedisGuard, build_redis
 from gateway.routes import router
 from gateway.routing import KeywordTable
 from gateway.seeds import router as seeds_router
+from gateway.shedding import LoadShedder, ShedPolicy
 from gateway.upstream import UpstreamClient, UpstreamTimeouts, build_session
 from gateway.web import mount_web
 
@@ -44,6 +49,16 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_image_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, max_side=settings.max_side
     )
     metrics = GatewayMetrics()  # per app: the middleware needs it before the lifespan runs
+    keys = KeyStore.load(settings.api_keys, settings.api_keys_file)  # an unreadable file fails now
+    shedder = LoadShedder(
+        ShedPolicy(
+            max_tokens_above=settings.shed_max_tokens_above,
+            max_tokens=settings.shed_max_tokens,
+            greedy_above=settings.shed_greedy_above,
+            hold_above=settings.shed_hold_above,
+            holding_reply=settings.holding_reply,
+        )
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,7 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 )
             )
             stack.push_async_callback(fetcher.aclose)
-            vision = UpstreamClient(
+            vision_client = UpstreamClient(
                 "vision",
                 settings.vision_url,
                 sessions[0],
@@ -78,6 +93,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     first_token_s=settings.vision_timeout_s,
                     idle_s=settings.stream_idle_timeout_s,
                 ),
+            )
+            vision = GuardedUpstream(
+                vision_client,
+                failure_threshold=settings.vision_failure_threshold,
+                open_s=settings.vision_circuit_open_s,
             )
             reasoner = UpstreamClient(
                 "reasoner",
@@ -95,6 +115,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 guard, ttl_s=settings.caption_ttl_seconds, prompt_version=settings.caption_prompt_version
             )
             app.state.redis_guard = guard
+            app.state.rate_limiter = (
+                RateLimiter(
+                    guard, per_minute=settings.rate_limit_per_minute, fail_open=settings.rate_limit_fail_open
+                )
+                if settings.rate_limit_per_minute
+                else None
+            )
             app.state.pipeline = Pipeline(
                 admitter=ImageAdmitter(
                     limits=limits, max_images=settings.max_images_per_request, fetcher=fetcher
@@ -116,6 +143,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
             metrics.track_circuit("reasoner", lambda: app.state.pipeline.reasoner.breaker.state)
             metrics.track_circuit("redis", lambda: guard.breaker.state)
+            metrics.track_circuit("vision", lambda: vision.breaker.state)
+            if keys.open:
+                logger.warning(
+                    "!!! NO API KEYS CONFIGURED: this gateway answers ANYONE who can reach it. "
+                    "Set GATEWAY_API_KEYS or GATEWAY_API_KEYS_FILE before exposing it. !!!"
+                )
+            else:
+                logger.info("API keys: %d accepted (stored as SHA-256)", len(keys))
             logger.info(
                 "gateway ready: vision=%s reasoner=%s redis=%s keywords=%d zh + %d en",
                 settings.vision_url,
@@ -129,12 +164,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="FlashSight gateway", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.shedder = shedder
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(seeds_router)
     mount_web(app)
     # Added last = outermost: every response, 413s included, carries X-Request-ID.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(GatekeeperMiddleware, keys=keys)  # before the body is read
     app.add_middleware(
         RequestContextMiddleware, recorder=AccessRecorder(metrics, log_prompts=settings.log_prompts)
     )

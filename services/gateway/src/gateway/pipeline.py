@@ -18,6 +18,7 @@ from gateway.admission import ImageAdmitter
 from gateway.captioning import Captioner
 from gateway.degrade import ReasonerGuard, degraded_reason, mark_degraded, with_notice
 from gateway.errors import UpstreamError
+from gateway.guarded import GuardedUpstream
 from gateway.job import Job, elapsed_ms
 from gateway.routing import KeywordTable, forced_route, pick_route
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
@@ -36,7 +37,7 @@ class Pipeline:
         admitter: ImageAdmitter,
         keywords: KeywordTable,
         captioner: Captioner,
-        vision: UpstreamClient,
+        vision: UpstreamClient | GuardedUpstream,
         reasoner: ReasonerGuard,
     ) -> None:
         self.admitter = admitter

@@ -50,7 +50,7 @@ class RedisGuard:
 
     @property
     def available(self) -> bool:
-        return self._breaker.allow()
+        return not self._breaker.is_open  # a read: must not take the half-open probe
 
     async def run(self, op: Callable[[Redis], Awaitable[T]]) -> T:
         """``await op(client)``, or raise :class:`RedisUnavailableError` without waiting if Redis is down."""

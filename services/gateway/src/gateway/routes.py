@@ -6,12 +6,21 @@ import asyncio
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from flashsight_common.schemas import ModelCard, ModelList
-from flashsight_common.sse import SSE_HEADERS, SSE_MEDIA_TYPE
 from pydantic import ValidationError
 
-from gateway.deps import MetricsDep, PipelineDep, ReasonerDep, RedisGuardDep, RequestIdDep, VisionDep
+from gateway.chat import serve_chat
+from gateway.deps import (
+    MetricsDep,
+    PipelineDep,
+    ReasonerDep,
+    RedisGuardDep,
+    RequestIdDep,
+    SettingsDep,
+    ShedderDep,
+    VisionDep,
+)
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.routing import MODEL_ROUTES
 from gateway.schemas import GatewayChatRequest
@@ -31,20 +40,21 @@ def parse_chat_request(raw: bytes) -> GatewayChatRequest:
 async def chat_completions(
     request: Request,
     pipeline: PipelineDep,
+    shedder: ShedderDep,
+    settings: SettingsDep,
     request_id: RequestIdDep,
     x_flashsight_route: str | None = Header(default=None),
 ) -> Response:
     body = parse_chat_request(await request.body())
-    header_route = x_flashsight_route.strip().lower() if x_flashsight_route else None
-    job = await pipeline.prepare(body, request_id=request_id, header_route=header_route)
-    if body.stream:
-        events = await pipeline.stream(job)  # primed: vision down is still a 503 here
-        # Timings and a mid-stream degradation are only known at the end: see the last chunk.
-        return StreamingResponse(
-            events, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **job.meta.headers()}
-        )
-    answer = await pipeline.complete(job)
-    return JSONResponse(answer, headers=job.meta.headers())
+    return await serve_chat(
+        body,
+        pipeline=pipeline,
+        shedder=shedder,
+        deadline_s=settings.request_deadline_s,
+        max_text_chars=settings.max_text_chars,
+        request_id=request_id,
+        header_route=x_flashsight_route.strip().lower() if x_flashsight_route else None,
+    )
 
 
 @router.get("/v1/models")
@@ -62,14 +72,17 @@ async def healthz() -> dict[str, str]:
 async def readyz(vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep) -> JSONResponse:
     """503 unless vision and reasoner are ready; Redis down is reported but still 200.
 
+    Each upstream entry also carries ``circuit`` (closed / open / half_open): this
+    gateway's breaker for it. An open vision circuit means answers are 503 right now.
+
     Why: without Redis every answer still flows (uncached), so taking the gateway out of
     rotation would turn a slowdown into an outage; without vision nothing can be answered,
     and without the reasoner the cascade route can only give degraded answers.
     """
     vision_ready, reasoner_ready, redis_ok = await asyncio.gather(
-        vision.readiness(), reasoner.client.readiness(), redis.ping()
+        vision.readiness(), reasoner.readiness(), redis.ping()
     )
-    upstreams_ready = vision_ready["ready"] and reasoner_ready["ready"]
+    upstreams_ready = vision_ready["ready"] and reasoner_ready["ready"] and vision_ready["circuit"] != "open"
     status = ("ready" if redis_ok else "degraded") if upstreams_ready else "not_ready"
     body = {
         "status": status,

@@ -23,6 +23,9 @@ DegradedReason = Literal[
     "reasoner_error",
     "reasoner_failed_mid_stream",
     "reasoner_circuit_open",
+    "overload_max_tokens",
+    "overload_greedy",
+    "overload_holding_reply",
 ]
 
 DEGRADED_NOTICE = "当前仅提供图像描述 / image description only"
@@ -87,6 +90,10 @@ class FlashSightMeta(BaseModel):
     degraded: bool = False
     degraded_reason: DegradedReason | None = None
     notice: str | None = None
+    load_shedding: list[str] = Field(default_factory=list)
+    """Overload steps applied to this request (see gateway.shedding)."""
+    safety: dict[str, Any] | None = None
+    """The safety pre-filter's findings, when it is on (see gateway.safety)."""
     models: ModelsUsed = Field(default_factory=ModelsUsed)
     timings_ms: Timings = Field(default_factory=Timings)
     images: list[str] = Field(default_factory=list)

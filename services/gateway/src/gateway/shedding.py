@@ -1,0 +1,124 @@
+"""Overload: shed cost before shedding requests, each step marked degraded.
+
+The gateway counts its in-flight chat requests (a stream counts until its last byte).
+Above each configured threshold one more step applies to new requests:
+
+==========================  =============================================================
+``overload_max_tokens``     ``max_tokens`` capped at ``shed_max_tokens`` (shorter answers)
+``overload_greedy``         temperature 0, top_p 1 (no sampling work, shortest decoding)
+``overload_holding_reply``  opt-in: no model is called; the configured holding reply is
+                            answered at once (still a 200, still OpenAI-shaped)
+==========================  =============================================================
+
+Each applied step is listed in ``flashsight.load_shedding`` and the answer is marked
+``degraded`` (``degraded_reason`` = the most severe step, unless the reasoner failing
+gave a more specific reason). A threshold of 0 turns its step off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flashsight_common.schemas import new_completion_id
+from flashsight_common.sse import DONE, encode_event
+
+from gateway.schemas import DegradedReason, FlashSightMeta, GatewayChatRequest
+
+ShedStep = DegradedReason
+
+
+@dataclass(frozen=True, slots=True)
+class ShedPolicy:
+    """Thresholds (in-flight requests; 0 = off) and what the steps do."""
+
+    max_tokens_above: int = 32
+    max_tokens: int = 256
+    greedy_above: int = 64
+    hold_above: int = 0
+    holding_reply: str = "The service is busy; please retry in a moment."
+
+
+class LoadShedder:
+    """The in-flight counter and the steps it implies; one per app."""
+
+    def __init__(self, policy: ShedPolicy) -> None:
+        self.policy = policy
+        self.in_flight = 0
+
+    def enter(self) -> list[ShedStep]:
+        """Count a new request in; the shedding steps that apply to it (mildest first)."""
+        self.in_flight += 1
+        thresholds: tuple[tuple[int, ShedStep], ...] = (
+            (self.policy.max_tokens_above, "overload_max_tokens"),
+            (self.policy.greedy_above, "overload_greedy"),
+            (self.policy.hold_above, "overload_holding_reply"),
+        )
+        return [step for above, step in thresholds if above and self.in_flight > above]
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+
+    def apply(self, request: GatewayChatRequest, steps: list[ShedStep]) -> GatewayChatRequest:
+        """The request with the cost-cutting steps applied (the holding reply is not one)."""
+        update: dict[str, Any] = {}
+        if "overload_max_tokens" in steps:
+            ceiling = self.policy.max_tokens
+            update["max_tokens"] = min(request.token_limit(ceiling), ceiling)
+            update["max_completion_tokens"] = None
+        if "overload_greedy" in steps:
+            update["temperature"] = 0.0
+            update["top_p"] = 1.0
+        return request.model_copy(update=update) if update else request
+
+    async def guard_stream(self, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``events``, leaving the in-flight count only when the stream is done."""
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self.leave()
+
+
+def mark_shed(meta: FlashSightMeta, steps: list[ShedStep]) -> None:
+    """Record the steps in the metadata; the most severe names the degradation."""
+    if not steps:
+        return
+    meta.load_shedding = list(steps)
+    meta.degraded = True
+    meta.degraded_reason = meta.degraded_reason or steps[-1]
+
+
+def holding_answer(request: GatewayChatRequest, meta: FlashSightMeta, text: str) -> dict[str, Any]:
+    """A ``chat.completion`` carrying the holding reply (no model was called)."""
+    return {
+        "id": new_completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "flashsight": meta.model_dump(),
+    }
+
+
+async def holding_stream(
+    request: GatewayChatRequest, meta: FlashSightMeta, text: str, *, on_done: Callable[[], None]
+) -> AsyncIterator[bytes]:
+    """The holding reply as an SSE stream: role, content, finish (with ``flashsight``), [DONE]."""
+    base = {
+        "id": new_completion_id(),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": request.model,
+    }
+    try:
+        for delta, finish in (({"role": "assistant", "content": ""}, None), ({"content": text}, None)):
+            yield encode_event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        yield encode_event({**final, "flashsight": meta.model_dump()})
+        yield DONE
+    finally:
+        on_done()
