@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import tomllib
 from pathlib import Path
@@ -39,3 +40,18 @@ def test_no_service_asks_for_an_unpinned_torch_build_first() -> None:
     for path in (REPO / "services").glob("*/pyproject.toml"):
         for spec in re.findall(r'"torch([^"]*)"', path.read_text()):
             assert not spec.startswith(("==", ">2.13", ">=2.14")), f"{path}: torch{spec}"
+
+
+@pytest.mark.parametrize("service", PACKAGES)
+def test_every_data_file_is_declared_package_data(service: str) -> None:
+    # Editable installs (make run) read files from the checkout; the Docker images install
+    # the package for real, where an undeclared file (keywords.toml, static/) goes missing.
+    root = REPO / "services" / service / "src"
+    data = tomllib.loads((root.parent / "pyproject.toml").read_text())
+    declared = data.get("tool", {}).get("setuptools", {}).get("package-data", {})
+    for path in root.rglob("*"):
+        if not path.is_file() or path.suffix in {".py", ".pyc"} or ".egg-info" in str(path):
+            continue
+        package, relative = path.relative_to(root).parts[0], path.relative_to(root / PACKAGES[service])
+        patterns = declared.get(package, []) + declared.get("*", [])
+        assert any(fnmatch.fnmatch(str(relative), p) for p in patterns), f"{path} is not package data"
