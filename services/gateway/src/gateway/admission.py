@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flashsight_common.schemas import ChatMessage, ImagePart, ImageURL
 
 from gateway.errors import ImageFetchError, ImageInputError, TooManyImagesError
 from gateway.fetch import FetchError, ImageFetcher
 from gateway.images import ImageError, ImageLimits, NormalisedImage, decode_data_url, normalise_image
+from gateway.safety import SafetyFilter
 from gateway.schemas import GatewayChatRequest
 
 
@@ -27,13 +29,23 @@ class Admitted:
 
     request: GatewayChatRequest
     images: list[NormalisedImage]
+    safety: dict[str, Any] | None = None
+    """The safety pre-filter's findings (None when it is off)."""
 
 
 class ImageAdmitter:
     """Turns image URLs and uploaded bytes into :class:`NormalisedImage` within the limits."""
 
-    def __init__(self, *, limits: ImageLimits, max_images: int, fetcher: ImageFetcher) -> None:
+    def __init__(
+        self,
+        *,
+        limits: ImageLimits,
+        max_images: int,
+        fetcher: ImageFetcher,
+        safety: SafetyFilter | None = None,
+    ) -> None:
         self.limits = limits
+        self.safety = safety
         self.max_images = max_images
         self.fetcher = fetcher
         # URL scheme → how to get the raw bytes; the error for any other scheme lists these.
@@ -65,7 +77,9 @@ class ImageAdmitter:
         )
         replaced = {(m, p): image for (m, p, _), image in zip(located, images, strict=True)}
         messages = [_with_images(message, m, replaced) for m, message in enumerate(request.messages)]
-        return Admitted(request.model_copy(update={"messages": messages}), list(images))
+        # Screened after normalising: the filter sees exactly the pixels the models would.
+        safety = await self.safety.screen(images) if self.safety is not None and images else None
+        return Admitted(request.model_copy(update={"messages": messages}), list(images), safety)
 
     async def admit_url(self, url: str, *, param: str | None = None) -> NormalisedImage:
         """Load one image URL and normalise it."""

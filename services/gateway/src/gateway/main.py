@@ -33,6 +33,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.redis_guard import RedisGuard, build_redis
 from gateway.routes import router
 from gateway.routing import KeywordTable
+from gateway.safety import SafetyFilter
 from gateway.seeds import router as seeds_router
 from gateway.shedding import LoadShedder, ShedPolicy
 from gateway.upstream import UpstreamClient, UpstreamTimeouts, build_session
@@ -50,6 +51,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     metrics = GatewayMetrics()  # per app: the middleware needs it before the lifespan runs
     keys = KeyStore.load(settings.api_keys, settings.api_keys_file)  # an unreadable file fails now
+    # Loaded here, not per request; nudenet is imported only when the filter is on.
+    safety = (
+        SafetyFilter(settings.safety_filter, threshold=settings.safety_threshold)
+        if settings.safety_filter != "off"
+        else None
+    )
     shedder = LoadShedder(
         ShedPolicy(
             max_tokens_above=settings.shed_max_tokens_above,
@@ -124,7 +131,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             )
             app.state.pipeline = Pipeline(
                 admitter=ImageAdmitter(
-                    limits=limits, max_images=settings.max_images_per_request, fetcher=fetcher
+                    limits=limits,
+                    max_images=settings.max_images_per_request,
+                    fetcher=fetcher,
+                    safety=safety,
                 ),
                 keywords=keywords,
                 captioner=Captioner(

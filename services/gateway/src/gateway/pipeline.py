@@ -68,6 +68,7 @@ class Pipeline:
             matched_keyword=decision.keyword,
             request_id=request_id,
             images=[image.sha256 for image in admitted.images],
+            safety=admitted.safety,
         )
         meta.timings_ms.admission = elapsed_ms(started)
         note_answer(meta, prompt=question)  # the access line and metrics read it when the request ends
