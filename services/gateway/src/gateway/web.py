@@ -1,12 +1,14 @@
-"""The try-it web page: ``/`` (index.html), ``/static/*`` (app.js, style.css) and ``/ui/config``.
+"""The try-it web page: ``/`` (index.html) and ``/static/*`` (app.js, style.css).
 
 The page is plain HTML/CSS/JS shipped as package data (``gateway/static``), no build
-step. It calls the public ``POST /v1/chat/completions`` like any client; ``/ui/config``
-only tells it the limits to check before uploading (the server checks them again).
+step. It calls the public ``POST /v1/chat/completions`` like any client. The limits it
+checks before uploading (the server checks them again) are written into the page as a
+JSON script block when it is served, so the page needs no extra (key-guarded) request.
 """
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from typing import Any
 
@@ -14,6 +16,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from gateway.config import GatewaySettings
 from gateway.deps import SettingsDep
 from gateway.routing import MODEL_ROUTES
 
@@ -27,21 +30,28 @@ def _static_text(name: str) -> str:
     return resources.files("gateway").joinpath("static", name).read_text(encoding="utf-8")
 
 
+CONFIG_SLOT = '<script id="flashsight-config" type="application/json">{}</script>'
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def index() -> HTMLResponse:
+async def index(settings: SettingsDep) -> HTMLResponse:
     # Read per request (a few kB): an edited page shows on reload, no restart needed.
-    return HTMLResponse(_static_text("index.html"), headers={"Cache-Control": "no-cache"})
+    config = json.dumps(page_config(settings), ensure_ascii=False).replace("</", "<\\/")
+    page = _static_text("index.html").replace(CONFIG_SLOT, CONFIG_SLOT.replace("{}", config))
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/ui/config", include_in_schema=False)
-async def ui_config(settings: SettingsDep) -> dict[str, Any]:
+def page_config(settings: GatewaySettings) -> dict[str, Any]:
     """The limits the page checks before uploading, and whether it must send an API key."""
     return {
         "max_image_bytes": settings.max_image_bytes,
         "max_images": settings.max_images_per_request,
         "accepted_types": list(ACCEPTED_MIME_TYPES),
         "models": list(MODEL_ROUTES),
-        "auth_required": bool(getattr(settings, "api_keys", None)),
+        # getattr: the key settings belong to the auth layer, which may be absent in a slim build
+        "auth_required": bool(
+            getattr(settings, "api_keys", None) or getattr(settings, "api_keys_file", None)
+        ),
     }
 
 

@@ -492,15 +492,16 @@ function wireApiKey() {
   if (state.config.auth_required && !saved) $("settings").open = true;
 }
 
-async function loadConfig() {
+function loadConfig() {
+  // written into the page by the gateway when it served it (see gateway/web.py)
   try {
-    const response = await fetch("/ui/config");
-    if (response.ok) state.config = { ...state.config, ...(await response.json()) };
-  } catch (_) { /* defaults above; the server checks again anyway */ }
+    const config = JSON.parse($("flashsight-config").textContent || "{}");
+    state.config = { ...state.config, ...config };
+  } catch (_) { /* the defaults above; the server checks again anyway */ }
 }
 
 async function main() {
-  await loadConfig();
+  loadConfig();
   applyLanguage();
   wireImageInput();
   wireApiKey();
