@@ -56,6 +56,8 @@ class StubBehaviour:
     latency_s: float = 0.0
     hang_s: float = 30.0
     die_after: int = 2
+    piece_delay_s: float = 0.0
+    """Pause between streamed pieces (fault tests need streams that last)."""
     confidence: float | None = None
     reply: Callable[[dict[str, Any]], str] | None = None
     """Overrides `answer`/`caption`: the answer text for a request body."""
@@ -187,6 +189,8 @@ class StubUpstream:
         for i, piece in enumerate(pieces):
             if b.mode in _MID_STREAM and i == b.die_after:
                 return await _MID_STREAM[b.mode](request, resp)
+            if b.piece_delay_s:
+                await asyncio.sleep(b.piece_delay_s)
             await resp.write(event({"content": piece}))
         extra = {"confidence": b.confidence} if b.confidence is not None else {}
         await resp.write(event({}, "stop", **extra))
@@ -288,7 +292,9 @@ async def _serve(args: argparse.Namespace) -> None:
     stub = StubUpstream(
         model=args.model,
         port=args.port,
-        behaviour=StubBehaviour(answer=args.answer, latency_s=args.latency_ms / 1000),
+        behaviour=StubBehaviour(
+            answer=args.answer, latency_s=args.latency_ms / 1000, piece_delay_s=args.piece_delay_ms / 1000
+        ),
         record=False,
     )
     async with stub:
@@ -302,6 +308,7 @@ def main() -> None:
     parser.add_argument("--model", default="stub-model")
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--answer", default="stub answer")
+    parser.add_argument("--piece-delay-ms", type=float, default=0.0, help="pause between streamed pieces")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(parser.parse_args()))
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from flashsight_common.schemas import ChatCompletionRequest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 RouteName = Literal["direct", "cascade"]
 CacheStatus = Literal["hit", "miss", "partial", "unavailable"]
@@ -44,6 +44,16 @@ class GatewayChatRequest(ChatCompletionRequest):
 
     route: RouteName | None = None
     flashsight: RouteOptions | None = None
+
+    @model_validator(mode="after")
+    def _check_content_present(self) -> GatewayChatRequest:
+        # OpenAI allows null content only on assistant turns (tool calls); anywhere else it is a bug.
+        for i, message in enumerate(self.messages):
+            if message.content is None and message.role != "assistant":
+                raise ValueError(
+                    f"messages[{i}].content is null; a {message.role} message needs a string or content parts"
+                )
+        return self
 
     def route_forces(self) -> dict[str, str | None]:
         """Where the body forces a route → the route (``route`` and ``flashsight.route``)."""
