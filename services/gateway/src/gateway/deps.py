@@ -1,4 +1,9 @@
-"""``Annotated`` dependency aliases: routes take these, never ``app.state`` directly."""
+"""``Annotated`` dependency aliases: routes take these, never ``app.state`` directly.
+
+The providers are ``async def`` although they never await: FastAPI runs a plain ``def``
+dependency in a worker thread, and those thread hops cost the gateway a fifth of its
+CPU per request at concurrency 32 (see docs/performance.md).
+"""
 
 from __future__ import annotations
 
@@ -17,43 +22,43 @@ from gateway.redis_guard import RedisGuard
 from gateway.shedding import LoadShedder
 
 
-def _settings(request: Request) -> GatewaySettings:
+async def _settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 
-def _pipeline(request: Request) -> Pipeline:
+async def _pipeline(request: Request) -> Pipeline:
     return request.app.state.pipeline
 
 
-def _admitter(request: Request) -> ImageAdmitter:
+async def _admitter(request: Request) -> ImageAdmitter:
     return request.app.state.pipeline.admitter
 
 
-def _captioner(request: Request) -> Captioner:
+async def _captioner(request: Request) -> Captioner:
     return request.app.state.pipeline.captioner
 
 
-def _vision(request: Request) -> GuardedUpstream:
+async def _vision(request: Request) -> GuardedUpstream:
     return request.app.state.pipeline.vision
 
 
-def _reasoner(request: Request) -> ReasonerGuard:
+async def _reasoner(request: Request) -> ReasonerGuard:
     return request.app.state.pipeline.reasoner
 
 
-def _shedder(request: Request) -> LoadShedder:
+async def _shedder(request: Request) -> LoadShedder:
     return request.app.state.shedder
 
 
-def _redis_guard(request: Request) -> RedisGuard:
+async def _redis_guard(request: Request) -> RedisGuard:
     return request.app.state.redis_guard
 
 
-def _metrics(request: Request) -> GatewayMetrics:
+async def _metrics(request: Request) -> GatewayMetrics:
     return request.app.state.metrics
 
 
-def _request_id(request: Request) -> str:
+async def _request_id(request: Request) -> str:
     # Set by RequestContextMiddleware from the caller's X-Request-ID or freshly made.
     return str(request.scope.get("state", {}).get("request_id", "-"))
 
