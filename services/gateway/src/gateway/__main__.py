@@ -42,6 +42,7 @@ def main() -> None:
         # larger than this are refused (h11), so a trickling client holds one socket, no worker.
         timeout_keep_alive=max(1, round(settings.keepalive_timeout_s)),
         h11_max_incomplete_event_size=settings.max_header_bytes,
+        http=settings.http_parser,
         timeout_graceful_shutdown=10,
     )
 

@@ -53,7 +53,7 @@ class GatewaySettings(BaseSettings):
     connect_timeout_s: PositiveSeconds = 3.0
     reasoner_failure_threshold: Annotated[int, Field(ge=1)] = 3
     """Consecutive reasoner failures that open its circuit (answers go to vision meanwhile)."""
-    reasoner_circuit_open_s: Annotated[float, Field(ge=0)] = 10.0
+    reasoner_circuit_open_s: Annotated[float, Field(ge=0)] = 5.0
 
     max_body_bytes: Annotated[int, Field(ge=1024)] = 25 * _MB
     max_image_bytes: Annotated[int, Field(ge=1024)] = 10 * _MB
@@ -102,6 +102,8 @@ class GatewaySettings(BaseSettings):
     """Idle client keep-alive connections are closed after this."""
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
     """Largest incomplete HTTP event (request line + headers) buffered per connection (h11)."""
+    http_parser: Literal["h11", "httptools"] = "h11"
+    """h11 enforces ``max_header_bytes``; httptools is faster but buffers headers without that cap."""
 
     safety_filter: Literal["off", "flag", "reject"] = "off"
     """NudeNet pre-filter: off; flag (answer, mark flashsight.safety); reject (400 before any model)."""

@@ -84,7 +84,7 @@ class RateLimiter:
         self.skipped_unavailable = 0
         """Requests let through unlimited because Redis was down (exported as a metric)."""
         storage = RedisStorage(
-            "async+redis://limits-uses-the-pool-below",
+            "async+redis://shared-pool:6379",  # parsed only: the connection pool below is used
             implementation="redispy",
             connection_pool=guard.client.connection_pool,  # type: ignore[arg-type]  # limits types options narrowly
             key_prefix=KEY_PREFIX,
