@@ -461,6 +461,7 @@ function pythonSnippet() {
 }
 
 async function copy(text) {
+  document.body.dataset.lastCopied = text; // lets a test read what was copied
   try {
     await navigator.clipboard.writeText(text);
     $("copy-status").textContent = t("copied");
@@ -475,7 +476,6 @@ async function copy(text) {
     $("copy-status").textContent = ok ? t("copied") : t("copy_failed");
     if (!ok) console.log(text);
   }
-  document.body.dataset.lastCopied = text; // lets a test read what was copied
   setTimeout(() => { $("copy-status").textContent = ""; }, 2500);
 }
 
