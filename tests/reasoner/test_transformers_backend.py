@@ -16,7 +16,7 @@ import httpx
 import pytest
 from flashsight_common.schemas import ChatMessage
 from modelserver.backend import GenerationRequest, SamplingParams
-from modelserver.errors import UnsupportedParameterError
+from modelserver.errors import InvalidRequestError, UnsupportedParameterError
 from reasoner.backends import BACKENDS
 from reasoner.backends.transformers_backend import TransformersBackend
 from reasoner.config import ReasonerSettings
@@ -121,10 +121,56 @@ def test_image_parts_are_refused_with_a_pointer_to_the_vision_stage(tiny_glm: Tr
     assert caught.value.param == "messages[1].content"
 
 
-@pytest.mark.parametrize("kind", ["json_object", "json_schema"])
-def test_structured_output_is_refused_for_now(tiny_glm: TransformersBackend, kind: str) -> None:
-    with pytest.raises(UnsupportedParameterError, match="response_format"):
-        tiny_glm.check_request(chat("hi", response_format={"type": kind, "json_schema": {"schema": {}}}))
+INVOICE_SCHEMA = {
+    "type": "object",
+    "properties": {"invoice_no": {"type": "string"}, "amount": {"type": "number"}},
+    "required": ["invoice_no", "amount"],
+}
+
+
+@pytest.mark.parametrize("max_tokens", [24, 48, 96])
+def test_json_object_parses_even_from_random_weights(tiny_glm: TransformersBackend, max_tokens: int) -> None:
+    # A random-weight model writes JSON only because the grammar masks its logits; the
+    # closing reserve makes it parse even when max_tokens cuts it short.
+    sampling = SamplingParams(max_tokens=max_tokens, temperature=1.0, seed=7)
+    batch = [
+        chat("Give me JSON.", sampling=sampling, response_format={"type": "json_object"}),
+        chat("The invoice total is", sampling=sampling),  # an unconstrained row in the same batch
+    ]
+    sink = RecordingSink()
+    tiny_glm.generate(batch, sink)
+    assert isinstance(json.loads(sink.text[0]), dict), sink.text[0]
+    assert sink.finished[0]["completion_tokens"] <= max_tokens
+    alone = RecordingSink()
+    tiny_glm.generate([batch[1]], alone)
+    assert alone.text[0] == sink.text[1]  # the constraint touches its own row only
+
+
+def test_json_schema_is_enforced_on_smollm2(smollm2: TransformersBackend) -> None:
+    import jsonschema
+
+    request = chat(
+        "Invoice INV-2024-0042, total due 1,280.50 USD. Extract the invoice number and the amount.",
+        sampling=SamplingParams(max_tokens=64, temperature=0.0),
+        response_format={"type": "json_schema", "json_schema": {"name": "invoice", "schema": INVOICE_SCHEMA}},
+    )
+    smollm2.check_request(request)
+    sink = RecordingSink()
+    smollm2.generate([request], sink)
+    answer = json.loads(sink.text[0])
+    jsonschema.validate(answer, INVOICE_SCHEMA)
+    assert sink.finished[0]["finish_reason"] == "stop"
+
+
+def test_a_schema_that_cannot_be_enforced_is_a_400_naming_the_problem(tiny_glm: TransformersBackend) -> None:
+    schema = {"type": "object", "minProperties": "a"}
+    bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    problem = r"cannot be enforced.*: minProperties must be an integer$"
+    with pytest.raises(InvalidRequestError, match=problem) as caught:
+        tiny_glm.check_request(chat("hi", response_format=bad))
+    assert caught.value.param == "response_format.json_schema.schema"
+    with pytest.raises(InvalidRequestError, match="must be a JSON Schema object"):
+        tiny_glm.check_request(chat("hi", response_format={"type": "json_schema", "json_schema": {}}))
     tiny_glm.check_request(chat("hi", response_format={"type": "text"}))
 
 

