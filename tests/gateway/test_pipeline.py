@@ -183,8 +183,11 @@ async def test_history_and_system_messages_reach_the_reasoner(
     assert resp.json()["flashsight"]["matched_keyword"] == "why"
     sent = reasoner.chat_requests()[-1]["messages"]
     assert [m["role"] for m in sent] == ["system", "user", "assistant", "user"]
-    assert "Answer in one sentence." in sent[0]["content"] and "[image 1]" in sent[0]["content"]
+    assert "Answer in one sentence." in sent[0]["content"]
     assert sent[1]["content"] == "[image 1]\nWhat is this?"
+    # The image's description sits in the latest user turn, right before the question.
+    assert sent[3]["content"].startswith("Image descriptions:\n[image 1]\n")
+    assert sent[3]["content"].endswith("Question: Why was it rejected?")
 
 
 # --- fallback matrix (non-streamed) --------------------------------------------------------------
