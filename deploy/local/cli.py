@@ -7,6 +7,7 @@ resort, kills any program supervisord could not stop. Nothing is left behind.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ from deploy.local.supervisor import SupervisorPaths, plan_programs, render_confi
 
 EXAMPLE_IMAGE = REPO_ROOT / "examples" / "order.png"
 SHUTDOWN_TIMEOUT_S = 60
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def main() -> int:
@@ -66,6 +68,7 @@ def main() -> int:
         env=service_environment(env, settings, redis_url=redis_plan.url),
         cwd=settings.repo_root,
         start_new_session=True,  # Ctrl-C goes to us; we stop supervisord in order
+        preexec_fn=_die_with_parent,
     )
     try:
         return _serve(settings, paths, supervisord, stop)
@@ -147,6 +150,13 @@ def _program_pids(paths: SupervisorPaths) -> list[int]:
 def _gave_up(paths: SupervisorPaths) -> list[str]:
     """Programs supervisord stopped restarting (FATAL: they died at start too often)."""
     return [str(info["name"]) for info in _process_info(paths) if info["statename"] == "FATAL"]
+
+
+def _die_with_parent() -> None:
+    """Linux: supervisord gets SIGTERM if this launcher is killed outright (no orphaned stack)."""
+    if sys.platform == "linux":
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _supervisord() -> str:
