@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
+from gateway.httpserver import capped_httptools
 from gateway.logs import configure_logging
+
+# GATEWAY_HTTP_PARSER → uvicorn's ``http=`` (both enforce GATEWAY_MAX_HEADER_BYTES).
+_HTTP_PROTOCOLS: dict[str, Callable[[int], Any]] = {
+    "httptools": capped_httptools,
+    "h11": lambda _cap: "h11",  # capped by h11_max_incomplete_event_size
+}
 
 
 def _describe(error: object) -> str:
@@ -39,10 +48,10 @@ def main() -> None:
         log_config=None,
         access_log=False,
         # Slow or stalled clients: idle keep-alive sockets close, and a request line + headers
-        # larger than this are refused (h11), so a trickling client holds one socket, no worker.
+        # larger than this are refused (both parsers), so a trickling client holds one socket, no worker.
         timeout_keep_alive=max(1, round(settings.keepalive_timeout_s)),
         h11_max_incomplete_event_size=settings.max_header_bytes,
-        http=settings.http_parser,
+        http=_HTTP_PROTOCOLS[settings.http_parser](settings.max_header_bytes),
         timeout_graceful_shutdown=10,
     )
 
