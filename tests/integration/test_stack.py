@@ -196,6 +196,7 @@ def test_openai_sdk_sync_and_streaming(stack: Stack) -> None:
     completion = sdk.chat.completions.create(model="glm-4.6v-flash-web", messages=messages, max_tokens=64)
     assert order_no in (completion.choices[0].message.content or "")
     assert completion.model == "ocr-lite"
+    assert (completion.model_extra or {})["flashsight"]["route"] == "direct"  # as the README shows
 
     pieces = [
         chunk.choices[0].delta.content or ""
