@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from flashsight_common.schemas import ImagePart
 from flashsight_common.sse import SSE_HEADERS, SSE_MEDIA_TYPE
 
 from gateway.errors import InvalidRequestError, RequestDeadlineError
+from gateway.fastjson import FastJSONResponse
 from gateway.pipeline import Pipeline
 from gateway.routing import forced_route, pick_route
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
@@ -58,7 +59,7 @@ async def serve_chat(
                 return StreamingResponse(
                     events, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **meta.headers()}
                 )
-            return JSONResponse(holding_answer(body, meta, text), headers=meta.headers())
+            return FastJSONResponse(holding_answer(body, meta, text), headers=meta.headers())
         body = shedder.apply(body, steps)
         try:
             async with asyncio.timeout(deadline_s):
@@ -81,7 +82,7 @@ async def serve_chat(
                 media_type=SSE_MEDIA_TYPE,
                 headers={**SSE_HEADERS, **job.meta.headers()},
             )
-        return JSONResponse(answer, headers=job.meta.headers())
+        return FastJSONResponse(answer, headers=job.meta.headers())
     finally:
         if not handed_to_stream:
             shedder.leave()

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 from flashsight_common.sse import SSEProtocolError, iter_events
 
+from gateway import fastjson
 from gateway.errors import (
     UpstreamError,
     UpstreamOverloadedError,
@@ -59,11 +60,7 @@ def build_session(*, max_connections: int, keepalive_s: float) -> aiohttp.Client
         keepalive_timeout=keepalive_s,
         enable_cleanup_closed=True,
     )
-    return aiohttp.ClientSession(connector=connector, json_serialize=_dumps)
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return aiohttp.ClientSession(connector=connector, json_serialize=fastjson.dumps)
 
 
 class UpstreamClient:
@@ -89,7 +86,7 @@ class UpstreamClient:
             ) as resp:
                 await self._check_status(resp)
                 try:
-                    data = await resp.json(content_type=None)
+                    data = await resp.json(content_type=None, loads=fastjson.loads)
                 except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                     raise self._protocol_error("answered with a body that is not JSON") from exc
         except UpstreamError:
@@ -146,7 +143,7 @@ class UpstreamClient:
         timeout = aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_S)
         try:
             async with self.session.get(f"{self.base_url}/readyz", timeout=timeout) as resp:
-                detail = await resp.json(content_type=None)
+                detail = await resp.json(content_type=None, loads=fastjson.loads)
                 return {"ready": resp.status == 200, "status": resp.status, "detail": detail}
         except Exception as exc:
             return {"ready": False, "status": None, "detail": f"{type(exc).__name__}: {exc}"}
@@ -162,7 +159,7 @@ class UpstreamClient:
         try:
             async with self.session.get(f"{self.base_url}{path}", timeout=timeout) as resp:
                 await self._check_status(resp)
-                return await resp.json(content_type=None)
+                return await resp.json(content_type=None, loads=fastjson.loads)
         except UpstreamError:
             raise
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -271,7 +268,7 @@ def _headers(request_id: str | None) -> dict[str, str]:
 
 async def _read_error_body(resp: aiohttp.ClientResponse) -> dict[str, Any] | None:
     try:
-        body = await resp.json(content_type=None)
+        body = await resp.json(content_type=None, loads=fastjson.loads)
     except Exception:
         return None
     return body if isinstance(body, dict) else None
