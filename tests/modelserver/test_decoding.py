@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from modelserver.backend import SamplingParams  # noqa: E402
-from modelserver.decoding import IncrementalDetokenizer, decode_batch  # noqa: E402
+from modelserver.decoding import IncrementalDetokenizer, JoiningRow, decode_batch  # noqa: E402
 from modelserver.errors import InvalidRequestError  # noqa: E402
 
 from tests.support.tiny_models import GLM4_CHAT_TINY, tiny_model_path  # noqa: E402
@@ -226,3 +226,53 @@ def test_flush_drops_a_character_cut_off_by_the_token_limit(tokenizer) -> None:
     detok = IncrementalDetokenizer(tokenizer)
     streamed = "".join(detok.step(cut[: n + 1]) for n in range(len(cut))) + detok.flush(cut)
     assert streamed == "ok "
+
+
+def test_rows_that_join_a_running_batch_decode_as_they_would_alone(model, tokenizer, prompts) -> None:
+    # Continuous batching: the 2nd and 3rd prompts join after 3 and 5 steps of the 1st (their
+    # caches are left-padded to the running batch's length and merged); each row's tokens
+    # must be what it produces alone, seeded sampling included.
+    seeded = SamplingParams(max_tokens=12, temperature=1.0, seed=3)
+    arrivals = {3: [JoiningRow(prompts[1], GREEDY)], 5: [JoiningRow(prompts[2], seeded)]}
+    calls: list[int] = []
+
+    def join(running: int) -> list[JoiningRow]:
+        calls.append(running)
+        return arrivals.get(len(calls), [])
+
+    results, sink = run(model, tokenizer, [prompts[0]], [GREEDY], join=join)
+    assert [r.token_ids for r in results] == [
+        run(model, tokenizer, [prompts[0]], [GREEDY])[0][0].token_ids,
+        run(model, tokenizer, [prompts[1]], [GREEDY])[0][0].token_ids,
+        run(model, tokenizer, [prompts[2]], [seeded])[0][0].token_ids,
+    ]
+    assert set(sink.finished) == {0, 1, 2}
+    assert calls[:5] == [1, 1, 1, 2, 2]  # rows still decoding when asked
+    assert sink.text(1) == tokenizer.decode(results[1].token_ids)
+
+
+def test_a_logits_constraint_restricts_its_row_only(model, tokenizer, prompts) -> None:
+    allowed = tokenizer.encode("ab", add_special_tokens=False)
+
+    class OnlyAllowed:
+        def __init__(self) -> None:
+            self.accepted: list[int] = []
+
+        @property
+        def terminated(self) -> bool:
+            return len(self.accepted) >= 4
+
+        def mask(self, logits: Any, *, remaining: int) -> None:
+            keep = logits[:, allowed].clone()
+            logits.fill_(float("-inf"))
+            logits[:, allowed] = keep
+
+        def accept(self, token: int) -> bool:
+            self.accepted.append(token)
+            return True
+
+    constraint = OnlyAllowed()
+    results, sink = run(model, tokenizer, prompts[:2], [GREEDY] * 2, constraints=[constraint, None])
+    assert set(results[0].token_ids) <= set(allowed) and results[0].completion_tokens == 4
+    assert sink.finished[0]["finish_reason"] == "stop"  # the grammar terminated
+    assert results[1].token_ids == run(model, tokenizer, [prompts[1]], [GREEDY])[0][0].token_ids

@@ -9,6 +9,10 @@ dispatch table (``vision.backends.BACKENDS``, ``reasoner.backends.BACKENDS``).
 Optional: a backend may define ``check_request(request: GenerationRequest) -> None``; the
 engine calls it before queueing, so a request the backend cannot honour (e.g. an
 unsupported ``response_format``) is refused with a 4xx without touching a batch.
+
+Optional: the engine's sink has ``admit(running: int) -> list[GenerationRequest]``; a
+backend that can add rows to a batch already decoding calls it between steps and serves
+the returned requests too (their indices follow the batch's, in order).
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@
 3. **Stop per row**: EOS, ``max_tokens``, or ``sink.is_cancelled`` (stop string matched
    or the caller left). A finished row is dropped from the batch and from the KV cache,
    so the remaining rows run at their own size; the loop ends when none is left.
+4. **Join** (optional ``join`` callback): at every step boundary, requests that arrived
+   meanwhile are prefilled on their own and merged into the running batch
+   (:mod:`modelserver.kv_batch`), so a request never waits for a whole batch to end.
+   Needs a plain dynamic KV cache and no per-row model state; otherwise nobody joins.
 
 Text is streamed through ``sink.emit`` as it decodes. Detokenisation is incremental
 (TGI's prefix/read offsets): only the newly stable suffix is emitted, and never while the
@@ -30,13 +34,14 @@ Structured output: ``constraints`` gives each row an optional :class:`LogitsCons
 logits before sampling and accepts the sampled token; the row finishes (``"stop"``) once
 its grammar has terminated. Rows without one are untouched.
 
-torch is imported by this module, :mod:`modelserver.torch_runtime` and
-:mod:`modelserver.structured` only; the rest of the runtime stays torch-free.
+torch is imported by this module and its helpers (:mod:`modelserver.kv_batch`,
+:mod:`modelserver.structured`, :mod:`modelserver.torch_runtime`) only; the rest of the
+runtime stays torch-free.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,6 +49,7 @@ import torch
 
 from modelserver.backend import BatchSink, SamplingParams
 from modelserver.errors import InvalidRequestError
+from modelserver.kv_batch import RunningBatch, can_merge
 
 _REPLACEMENT = "\ufffd"  # what a tokenizer decodes an incomplete UTF-8 sequence to
 _MIN_TEMPERATURE = 1e-5
@@ -64,6 +70,21 @@ class LogitsConstraint(Protocol):
 
     def accept(self, token: int) -> bool:
         """Advance by the sampled ``token``."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoiningRow:
+    """A request that joins a batch already decoding (continuous batching)."""
+
+    prompt: Sequence[int]
+    params: SamplingParams
+    constraint: LogitsConstraint | None = None
+
+
+Joiner = Callable[[int], Sequence[JoiningRow]]
+"""Called at each step boundary with the number of rows still decoding; returns rows to add.
+
+Their sink indices follow the batch's: the first joiner is ``len(prompts)``, and so on."""
 
 
 @dataclass(slots=True)
@@ -144,6 +165,7 @@ def decode_batch(
     max_context: int | None = None,
     skip_special_tokens: bool = True,
     constraints: Sequence[LogitsConstraint | None] | None = None,
+    join: Joiner | None = None,
 ) -> list[RowResult]:
     """Decode ``prompts`` (token ids) together, streaming to ``sink``; one result per row.
 
@@ -166,6 +188,7 @@ def decode_batch(
             max_context=max_context,
             skip_special_tokens=skip_special_tokens,
             constraints=constraints,
+            join=join,
         ).run()
 
 
@@ -185,46 +208,76 @@ class _Decoder:
         max_context: int | None,
         skip_special_tokens: bool,
         constraints: Sequence[LogitsConstraint | None] | None = None,
+        join: Joiner | None = None,
     ) -> None:
         self.model = model
+        self.tokenizer = tokenizer
+        self.skip_special_tokens = skip_special_tokens
         self.sink = sink
-        self.params = params
-        self.prompts = prompts
+        self.join = join
+        self.max_context = max_context
         self.extra_inputs = dict(extra_inputs or {})
         self.device = torch.device(model.device)
         self.eos = set(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else next(iter(self.eos), 0))
-        self.results = [RowResult(prompt_tokens=len(prompt)) for prompt in prompts]
-        self.detoks = [
-            IncrementalDetokenizer(tokenizer, skip_special_tokens=skip_special_tokens) for _ in prompts
-        ]
-        self.limits = [self._limit(i, max_context) for i in range(len(prompts))]
-        self.constraints: Sequence[LogitsConstraint | None] = (
-            constraints if constraints is not None else [None] * len(prompts)
-        )
+        # Per request, indexed like the sink; requests that join mid-batch are appended.
+        self.prompts: list[Sequence[int]] = []
+        self.params: list[SamplingParams] = []
+        self.results: list[RowResult] = []
+        self.detoks: list[IncrementalDetokenizer] = []
+        self.limits: list[int] = []
+        self.constraints: list[LogitsConstraint | None] = []
+        for i, prompt in enumerate(prompts):
+            self._add_row(prompt, params[i], constraints[i] if constraints is not None else None)
 
-    def _limit(self, index: int, max_context: int | None) -> int:
-        """How many tokens row ``index`` may generate: max_tokens, capped by the context."""
-        wanted = max(0, self.params[index].max_tokens)
-        if max_context is None:
-            return wanted
-        return min(wanted, max(0, max_context - len(self.prompts[index])))
+    def _add_row(
+        self, prompt: Sequence[int], params: SamplingParams, constraint: LogitsConstraint | None
+    ) -> None:
+        self.prompts.append(prompt)
+        self.params.append(params)
+        self.results.append(RowResult(prompt_tokens=len(prompt)))
+        self.detoks.append(
+            IncrementalDetokenizer(self.tokenizer, skip_special_tokens=self.skip_special_tokens)
+        )
+        self.constraints.append(constraint)
+        # How many tokens the row may generate: max_tokens, capped by the context.
+        wanted = max(0, params.max_tokens)
+        self.limits.append(
+            wanted if self.max_context is None else min(wanted, max(0, self.max_context - len(prompt)))
+        )
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> list[RowResult]:
-        active = self._admit()
+        active = self._admit(range(len(self.prompts)))
         if not active:
             return self.results
-        input_ids, attention_mask, position_ids = self._left_pad([self.prompts[i] for i in active])
         extra = {key: _to_device(value, self.device) for key, value in self.extra_inputs.items()}
-        generators = [self._generator(self.params[i]) for i in active]
-        temperature = torch.tensor(
-            [max(self.params[i].temperature, 0.0) for i in active], dtype=torch.float32, device=self.device
-        )
-        top_p = torch.tensor([self.params[i].top_p for i in active], dtype=torch.float32, device=self.device)
+        batch = self._prefill(active, extra)
+        joinable = self.join is not None and can_merge(batch.cache, self.model)
+        while batch.active:
+            self._constrain(batch.logits, batch.active)
+            tokens, probs = _sample(
+                batch.logits,
+                batch.temperature,
+                batch.top_p,
+                batch.generators,
+                any_sampling=any(not self.params[i].greedy for i in batch.active),
+            )
+            keep = self._advance(batch.active, tokens.tolist(), probs.tolist())
+            if len(keep) < len(batch.active):  # drop finished rows from every per-row tensor
+                batch.select(keep, self.model)
+                tokens = tokens[torch.tensor(keep, dtype=torch.long, device=self.device)]
+            if batch.active:
+                self._step(batch, tokens)
+            if joinable and (joined := self._join(len(batch.active))):
+                batch.merge(self._prefill(joined, {}))
+        return self.results
 
+    def _prefill(self, rows: list[int], extra: Mapping[str, Any]) -> RunningBatch:
+        """One forward pass over ``rows``' prompts (left-padded): their state for decoding."""
+        input_ids, attention_mask, position_ids = self._left_pad([self.prompts[i] for i in rows])
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -234,47 +287,43 @@ class _Decoder:
             logits_to_keep=1,
             **extra,
         )
-        cache = out.past_key_values
-        next_position = position_ids[:, -1:] + 1
-        logits = out.logits[:, -1, :]
-        while True:
-            self._constrain(logits, active)
-            tokens, probs = _sample(
-                logits,
-                temperature,
-                top_p,
-                generators,
-                any_sampling=any(not self.params[i].greedy for i in active),
-            )
-            keep = self._advance(active, tokens.tolist(), probs.tolist())
-            if not keep:
-                break
-            if len(keep) < len(active):  # drop finished rows from every per-row tensor
-                index = torch.tensor(keep, dtype=torch.long, device=self.device)
-                cache.batch_select_indices(index)
-                if hasattr(self.model, "select_rows"):
-                    self.model.select_rows(keep)
-                tokens, attention_mask, next_position = (
-                    tokens[index],
-                    attention_mask[index],
-                    next_position[index],
-                )
-                temperature, top_p = temperature[index], top_p[index]
-                generators = [generators[j] for j in keep]
-                active = [active[j] for j in keep]
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=1)
-            out = self.model(
-                input_ids=tokens[:, None],
-                attention_mask=attention_mask,
-                position_ids=next_position,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            cache = out.past_key_values
-            next_position = next_position + 1
-            logits = out.logits[:, -1, :]
-        return self.results
+        return RunningBatch(
+            active=list(rows),
+            logits=out.logits[:, -1, :],
+            cache=out.past_key_values,
+            attention_mask=attention_mask,
+            next_position=position_ids[:, -1:] + 1,
+            temperature=torch.tensor(
+                [max(self.params[i].temperature, 0.0) for i in rows], dtype=torch.float32, device=self.device
+            ),
+            top_p=torch.tensor([self.params[i].top_p for i in rows], dtype=torch.float32, device=self.device),
+            generators=[self._generator(self.params[i]) for i in rows],
+        )
+
+    def _step(self, batch: RunningBatch, tokens: torch.Tensor) -> None:
+        """One decode step: feed each row's sampled token, keep the next logits."""
+        batch.attention_mask = torch.cat(
+            [batch.attention_mask, batch.attention_mask.new_ones((len(batch.active), 1))], dim=1
+        )
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=batch.attention_mask,
+            position_ids=batch.next_position,
+            past_key_values=batch.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        batch.cache = out.past_key_values
+        batch.next_position = batch.next_position + 1
+        batch.logits = out.logits[:, -1, :]
+
+    def _join(self, running: int) -> list[int]:
+        """Requests that join at this step boundary (their indices), admitted like the first ones."""
+        assert self.join is not None
+        first = len(self.prompts)
+        for row in self.join(running):
+            self._add_row(row.prompt, row.params, row.constraint)
+        return self._admit(range(first, len(self.prompts))) if len(self.prompts) > first else []
 
     def _constrain(self, logits: torch.Tensor, active: list[int]) -> None:
         """Let each constrained row mask its own logits (a no-op when no row has a constraint)."""
@@ -284,10 +333,11 @@ class _Decoder:
                 remaining = self.limits[i] - len(self.results[i].token_ids)
                 constraint.mask(logits[j : j + 1], remaining=remaining)
 
-    def _admit(self) -> list[int]:
+    def _admit(self, indices: Iterable[int]) -> list[int]:
         """The rows that need a forward pass; the others are finished or failed right away."""
         active = []
-        for i, prompt in enumerate(self.prompts):
+        for i in indices:
+            prompt = self.prompts[i]
             if not prompt:
                 self.sink.fail(i, InvalidRequestError("the prompt is empty after applying the chat template"))
             elif self.limits[i] == 0 and self.params[i].max_tokens > 0:

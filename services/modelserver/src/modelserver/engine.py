@@ -6,6 +6,11 @@ waiting at most ``max_wait_s`` after the first, and calls ``backend.generate(bat
 The sink hands each decoded piece of text to the caller's event loop as it arrives
 (``loop.call_soon_threadsafe``), applies stop strings, and tells the backend which rows
 to stop decoding (stop string matched, or the caller went away).
+
+Continuous batching: a backend that can add rows to a batch already decoding calls
+``sink.admit(running)`` between steps; it gets the requests queued meanwhile (up to the
+free slots of ``max_batch_size``), so a request that just missed a batch starts after one
+step instead of after the whole batch.
 """
 
 from __future__ import annotations
@@ -101,8 +106,18 @@ class _Row:
 class _Sink:
     """The :class:`~modelserver.backend.BatchSink` the worker passes to ``backend.generate``."""
 
-    def __init__(self, rows: Sequence[_Row]) -> None:
+    def __init__(self, rows: list[_Row], take: Callable[[int], list[_Row]]) -> None:
         self._rows = rows
+        self._take = take
+
+    def admit(self, running: int) -> list[GenerationRequest]:
+        """Queued requests that join the running batch (``running`` rows still decode).
+
+        Their indices follow the batch's current ones, in order.
+        """
+        joined = self._take(running)
+        self._rows.extend(joined)
+        return [row.request for row in joined]
 
     def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
         row = self._rows[index]
@@ -185,6 +200,8 @@ class Engine:
         """How many batches of each size ran (size → count): for metrics and tests."""
         self.batches_run = 0
         """How many times ``backend.generate`` was called."""
+        self.rows_joined = 0
+        """Requests that joined a batch already decoding (continuous batching)."""
 
     @property
     def queue_depth(self) -> int:
@@ -273,13 +290,28 @@ class Engine:
                 row.done = True
         return [row for row in batch if not row.done]
 
+    def _take_joiners(self, running: int) -> list[_Row]:
+        """Up to the free batch slots' worth of queued requests, without waiting."""
+        taken: list[_Row] = []
+        while running + len(taken) < self._max_batch_size and not self._stopping.is_set():
+            try:
+                row = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if row.cancelled:  # the caller left while waiting
+                row.done = True
+                continue
+            taken.append(row)
+        self.rows_joined += len(taken)
+        return taken
+
     def _run_batch(self, rows: list[_Row]) -> None:
         self.batches_run += 1
         self.batch_sizes[len(rows)] += 1
         if self._on_batch is not None:
             self._on_batch(len(rows))
         self._running_rows = rows
-        sink = _Sink(rows)
+        sink = _Sink(rows, self._take_joiners)
         try:
             self._backend.generate([row.request for row in rows], sink)
         except Exception as exc:

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelserver.backend import BatchSink, GenerationRequest, SamplingParams
 
 from reasoner.backends.prompting import check_text_only, encode_prompt
 from reasoner.config import ReasonerSettings
+
+if TYPE_CHECKING:  # torch is imported when a model loads, not when the backend table is read
+    from modelserver.decoding import JoiningRow
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +91,40 @@ class TransformersBackend:
     def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
         from modelserver.decoding import decode_batch
 
-        positions: list[int] = []
-        prompts: list[list[int]] = []
-        constraints = []
-        for position, request in enumerate(batch):
+        subset = _SubsetSink(sink, [])
+        rows = self._prepare(batch, sink, subset, first=0)
+        if not rows:
+            return
+        admit = getattr(sink, "admit", None)
+        seen = len(batch)
+
+        def join(running: int) -> list[JoiningRow]:
+            # Requests queued meanwhile join this batch between two decode steps.
+            nonlocal seen
+            requests = admit(running) if admit is not None else []
+            joined = self._prepare(requests, sink, subset, first=seen)
+            seen += len(requests)
+            return joined
+
+        decode_batch(
+            self.model,
+            self.tokenizer,
+            [row.prompt for row in rows],
+            [row.params for row in rows],
+            subset,
+            max_context=self.max_context,
+            constraints=[row.constraint for row in rows],
+            join=join if admit is not None else None,
+        )
+
+    def _prepare(
+        self, requests: Sequence[GenerationRequest], sink: BatchSink, subset: _SubsetSink, *, first: int
+    ) -> list[JoiningRow]:
+        """Prompt ids and constraints of ``requests`` (sink positions from ``first``); bad ones fail alone."""
+        from modelserver.decoding import JoiningRow
+
+        rows = []
+        for position, request in enumerate(requests, start=first):
             try:
                 check_text_only(request)
                 prompt = encode_prompt(self.tokenizer, request.messages)
@@ -99,40 +132,30 @@ class TransformersBackend:
             except Exception as exc:  # one bad conversation fails its own request only
                 sink.fail(position, exc)
                 continue
-            prompts.append(prompt)
-            constraints.append(constraint)
-            positions.append(position)
-        if not prompts:
-            return
-        decode_batch(
-            self.model,
-            self.tokenizer,
-            prompts,
-            [batch[p].sampling for p in positions],
-            _SubsetSink(sink, positions),
-            max_context=self.max_context,
-            constraints=constraints,
-        )
+            rows.append(JoiningRow(prompt, request.sampling, constraint))
+            subset.positions.append(position)
+        return rows
 
 
 class _SubsetSink:
     """Maps the decode loop's row numbers back to batch positions (some rows failed early)."""
 
-    def __init__(self, sink: BatchSink, positions: Sequence[int]) -> None:
+    def __init__(self, sink: BatchSink, positions: list[int]) -> None:
         self._sink = sink
-        self._positions = positions
+        self.positions = positions
+        """Batch position of each decode row (rows that join later are appended)."""
 
     def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
-        self._sink.emit(self._positions[index], text, reasoning=reasoning)
+        self._sink.emit(self.positions[index], text, reasoning=reasoning)
 
     def finish(self, index: int, **usage: Any) -> None:
-        self._sink.finish(self._positions[index], **usage)
+        self._sink.finish(self.positions[index], **usage)
 
     def fail(self, index: int, error: Exception) -> None:
-        self._sink.fail(self._positions[index], error)
+        self._sink.fail(self.positions[index], error)
 
     def is_cancelled(self, index: int) -> bool:
-        return self._sink.is_cancelled(self._positions[index])
+        return self._sink.is_cancelled(self.positions[index])
 
 
 class _DiscardSink:
