@@ -7,6 +7,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.modelserver.conftest import build_app, chat
 from tests.support.fake_backend import FakeBackend
@@ -71,3 +72,44 @@ def test_other_rows_of_the_batch_continue_after_a_disconnect() -> None:
         assert result["ok"].json()["choices"][0]["message"]["content"] == "k" * 60
         assert backend.batch_sizes == [2]  # they really shared a batch
         assert backend.decode_steps["leaver"] < 60
+
+
+# -- the real thing: transformers backend, real model, real uvicorn ----------------------------
+
+
+@pytest.mark.integration
+def test_disconnect_stops_decode_steps_on_the_real_transformers_backend() -> None:
+    """SmolLM2 through the reasoner's transformers backend: forward passes stop after a disconnect."""
+    from reasoner.config import ReasonerSettings
+    from reasoner.main import create_app
+
+    app = create_app(ReasonerSettings(model="embedded:smollm2", device="cpu"))
+    with ThreadedServer(app, startup_timeout=240) as server:
+        backend = app.state.backend
+        forward_calls: list[float] = []  # one entry per model forward (prefill or decode step)
+        hook = backend.model.register_forward_hook(lambda *_: forward_calls.append(time.monotonic()))
+        try:
+            body = chat("Write a long story about a dragon who learns to bake bread.", stream=True)
+            body.update(max_tokens=400, temperature=0)
+            with httpx.Client(base_url=server.base_url, timeout=60) as client, client.stream(
+                "POST", "/v1/chat/completions", json=body
+            ) as response:
+                assert response.status_code == 200
+                contents = 0
+                for line in response.iter_lines():
+                    contents += '"content":"' in line and '"content":""' not in line
+                    if contents >= 5:
+                        break
+            disconnected_at = time.monotonic()  # leaving the block closed the connection
+            steps_before = sum(t <= disconnected_at for t in forward_calls)
+            time.sleep(1.5)  # SmolLM2 makes ~10-20 steps/s here: ~20 more had it kept going
+            steps_after = sum(t > disconnected_at for t in forward_calls)
+            assert steps_before >= 5
+            # At most the step in flight and the one that notices the cancelled row.
+            assert steps_after <= 2, f"{steps_after} decode steps after the client left"
+            # The engine is free again: a new request is answered.
+            with httpx.Client(base_url=server.base_url, timeout=60) as client:
+                answer = client.post("/v1/chat/completions", json={**chat("Say hi."), "max_tokens": 4})
+            assert answer.status_code == 200
+        finally:
+            hook.remove()

@@ -265,3 +265,30 @@ def test_smollm2_loads_from_the_cache_and_answers_sensibly(smollm2: Transformers
     assert "Paris" in sink.text[0]
     assert sink.finished[0]["finish_reason"] == "stop"
     assert sink.text[1].strip()
+
+
+async def test_a_request_joins_the_running_batch_through_the_engine(tiny_glm: TransformersBackend) -> None:
+    """Continuous batching end to end: engine queue → sink.admit → decode loop merge."""
+    from modelserver.engine import Engine, TextDelta, collect
+
+    long = chat("A cat", sampling=SamplingParams(max_tokens=300, temperature=0.0))  # 300 tokens, no EOS
+    short = chat("The invoice total is", sampling=SamplingParams(max_tokens=16, temperature=0.0))
+    hook = tiny_glm.model.register_forward_hook(lambda *_: time.sleep(0.002))  # ~2 ms a step
+    engine = Engine(tiny_glm, max_batch_size=4, max_wait_s=0.0)
+    engine.start()
+    try:
+        first = engine.submit(long)
+        first_delta = await anext(aiter(first))
+        assert isinstance(first_delta, TextDelta)  # the batch is decoding now
+        joined = await collect(engine.submit(short))
+        rest = await collect(first)
+    finally:
+        engine.stop()
+        hook.remove()
+    assert engine.batches_run == 1 and engine.rows_joined == 1  # it joined, no second batch
+    alone = {0: RecordingSink(), 1: RecordingSink()}
+    tiny_glm.generate([long], alone[0])
+    tiny_glm.generate([short], alone[1])
+    assert first_delta.text + rest.text == alone[0].text[0]  # joining does not change answers
+    assert joined.text == alone[1].text[0]
+    assert joined.completion_tokens == 16 and rest.finish_reason == "length"
