@@ -227,6 +227,16 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
+def declared_pixels(raw: bytes) -> int | None:
+    """Width x height from the image header alone (cheap), or None when the header is unreadable."""
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            width, height = im.size
+    except Exception:  # normalise_image reports what is wrong, with the right error
+        return None
+    return width * height
+
+
 def normalise_image(raw: bytes, *, limits: ImageLimits) -> NormalisedImage:
     """Validate and normalise one image. CPU-bound: call it from a worker thread."""
     if len(raw) > limits.max_image_bytes:
