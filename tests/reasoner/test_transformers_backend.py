@@ -20,7 +20,12 @@ from modelserver.errors import InvalidRequestError, UnsupportedParameterError
 from reasoner.backends import BACKENDS
 from reasoner.backends.transformers_backend import TransformersBackend
 from reasoner.config import ReasonerSettings
-from reasoner.errors import ChatTemplateMissingError, CheckpointNotFoundError, TokenizerMissingError
+from reasoner.errors import (
+    ChatTemplateMissingError,
+    CheckpointNotFoundError,
+    ModelLoadError,
+    TokenizerMissingError,
+)
 from reasoner.main import create_app
 
 from tests.support.servers import ThreadedServer
@@ -95,6 +100,24 @@ def test_a_tokenizer_without_chat_template_is_refused(tmp_path: Path) -> None:
     (target / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(ChatTemplateMissingError, match="chat template"):
         loaded(target)
+
+
+def test_not_enough_memory_says_what_was_needed_and_free(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelserver import torch_runtime
+
+    monkeypatch.setattr(torch_runtime, "free_memory", lambda device: 50_000)
+    with pytest.raises(
+        ModelLoadError, match=r"not enough memory.* parameters × 4 bytes = .* needed on cpu; free: 48\.8 KiB"
+    ):
+        loaded(tiny_model_path(GLM4_CHAT_TINY))
+
+
+def test_a_device_this_machine_lacks_is_named() -> None:
+    backend = TransformersBackend(
+        ReasonerSettings(model=str(tiny_model_path(GLM4_CHAT_TINY)), device="cuda:3")
+    )
+    with pytest.raises(ModelLoadError, match="REASONER_DEVICE='cuda:3'"):
+        backend.load()
 
 
 # -- requests -------------------------------------------------------------------------------
