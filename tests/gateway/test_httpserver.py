@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 import uvicorn
-from gateway.httpserver import capped_httptools
+from gateway.httpserver import HeaderCappedHttpToolsProtocol
 
 from tests.support.servers import free_port
 
@@ -35,7 +35,8 @@ def server() -> Iterator[str]:
         echo_length,
         host="127.0.0.1",
         port=port,
-        http=capped_httptools(CAP),
+        http=HeaderCappedHttpToolsProtocol,
+        h11_max_incomplete_event_size=CAP,
         lifespan="off",
         log_level="error",
     )

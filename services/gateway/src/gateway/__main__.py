@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
-from gateway.httpserver import capped_httptools
+from gateway.httpserver import HeaderCappedHttpToolsProtocol
 from gateway.logs import configure_logging
 
-# GATEWAY_HTTP_PARSER → uvicorn's ``http=`` (both enforce GATEWAY_MAX_HEADER_BYTES).
-_HTTP_PROTOCOLS: dict[str, Callable[[int], Any]] = {
-    "httptools": capped_httptools,
-    "h11": lambda _cap: "h11",  # capped by h11_max_incomplete_event_size
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+# GATEWAY_HTTP_PARSER → uvicorn's ``http=``; both cap request line + headers at
+# h11_max_incomplete_event_size (GATEWAY_MAX_HEADER_BYTES).
+_HTTP_PROTOCOLS: dict[str, type[asyncio.Protocol] | str] = {
+    "httptools": HeaderCappedHttpToolsProtocol,
+    "h11": "h11",
 }
 
 
@@ -34,26 +39,49 @@ def main() -> None:
         problems = "\n".join(_describe(error) for error in exc.errors())
         sys.exit(f"gateway: invalid configuration:\n{problems}")
     configure_logging(settings.log_level, settings.log_format)
-    from gateway.main import create_app  # after logging, so start-up lines are formatted
-
     try:
-        app = create_app(settings)
+        app = build_app(settings)  # also with workers: a bad config fails here, once, with its message
     except ValueError as exc:  # e.g. an unreadable keyword file
         sys.exit(f"gateway: invalid configuration: {exc}")
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-        access_log=False,
+    if settings.workers > 1:
+        # Each worker process imports the factory and builds its own app from the same environment.
+        logging.getLogger("gateway").warning(
+            "%d workers: each keeps its own /metrics registry and circuit breakers", settings.workers
+        )
+        uvicorn.run(
+            "gateway.__main__:app_from_env", factory=True, workers=settings.workers, **_server(settings)
+        )
+    else:
+        uvicorn.run(app, **_server(settings))
+
+
+def build_app(settings: GatewaySettings) -> FastAPI:
+    from gateway.main import create_app  # after logging is configured, so start-up lines are formatted
+
+    return create_app(settings)
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process (``GATEWAY_WORKERS`` > 1)."""
+    settings = GatewaySettings()
+    configure_logging(settings.log_level, settings.log_format)
+    return build_app(settings)
+
+
+def _server(settings: GatewaySettings) -> dict[str, Any]:
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": None,
+        "access_log": False,
         # Slow or stalled clients: idle keep-alive sockets close, and a request line + headers
-        # larger than this are refused (both parsers), so a trickling client holds one socket, no worker.
-        timeout_keep_alive=max(1, round(settings.keepalive_timeout_s)),
-        h11_max_incomplete_event_size=settings.max_header_bytes,
-        http=_HTTP_PROTOCOLS[settings.http_parser](settings.max_header_bytes),
-        timeout_graceful_shutdown=10,
-    )
+        # larger than this are refused (both parsers), so a trickling client holds one socket.
+        "timeout_keep_alive": max(1, round(settings.keepalive_timeout_s)),
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "http": _HTTP_PROTOCOLS[settings.http_parser],
+        "timeout_graceful_shutdown": 10,
+    }
 
 
 if __name__ == "__main__":

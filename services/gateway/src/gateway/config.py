@@ -101,9 +101,12 @@ class GatewaySettings(BaseSettings):
     keepalive_timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     """Idle client keep-alive connections are closed after this."""
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
-    """Largest incomplete HTTP event (request line + headers) buffered per connection (h11)."""
+    """Largest request line + headers buffered per connection (either parser)."""
     http_parser: Literal["h11", "httptools"] = "httptools"
     """Both enforce ``max_header_bytes``; httptools (C) serves ~25% more requests/s than h11 (Python)."""
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    """Gateway processes on the one port. 1 measured best on 2 cores shared with the models;
+    more pay only with idle cores, and each keeps its own /metrics and circuit state."""
 
     safety_filter: Literal["off", "flag", "reject"] = "off"
     """NudeNet pre-filter: off; flag (answer, mark flashsight.safety); reject (400 before any model)."""

@@ -12,13 +12,23 @@ from __future__ import annotations
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # h11's own default
+
 
 class HeaderCappedHttpToolsProtocol(HttpToolsProtocol):
-    """httptools, refusing requests whose line + headers exceed ``max_header_bytes``."""
+    """httptools, refusing requests whose line + headers exceed uvicorn's ``h11_max_incomplete_event_size``.
 
-    max_header_bytes = 16 * 1024
+    The cap is read from uvicorn's own setting for h11, so ``uvicorn.run(http=ThisClass,
+    h11_max_incomplete_event_size=N)`` caps both parsers alike (and the class stays
+    importable by name, as uvicorn's worker processes need).
+    """
+
     _awaiting_headers = True
     _header_bytes = 0
+
+    @property
+    def max_header_bytes(self) -> int:
+        return self.config.h11_max_incomplete_event_size or DEFAULT_MAX_HEADER_BYTES
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers:
@@ -38,9 +48,3 @@ class HeaderCappedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._awaiting_headers = True  # a pipelined or keep-alive request comes next
         super().on_message_complete()
-
-
-def capped_httptools(max_header_bytes: int) -> type[HeaderCappedHttpToolsProtocol]:
-    """The protocol class to pass as uvicorn's ``http=``, with the cap set."""
-    attrs = {"max_header_bytes": max_header_bytes}
-    return type("HeaderCappedHttpToolsProtocol", (HeaderCappedHttpToolsProtocol,), attrs)
