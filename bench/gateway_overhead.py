@@ -7,8 +7,8 @@ machine noise hits both alike, it loads the stub directly and the gateway with t
 request at each concurrency:
 
 - ``text``: a direct-route chat request, text only (the pure forwarding cost);
-- ``image``: the same with a 64x64 PNG data URL (adds the image normalisation:
-  decode, validate, re-encode, SHA-256).
+- ``image``: the same with a 48x64 PNG data URL (the order screenshot scaled down),
+  which adds the image normalisation (decode, validate, re-encode, SHA-256).
 
 Finally the cascade route (vision caption + reasoner answer, 20 ms each) on one image:
 a caption-cache miss (new image) against a hit (the same image again), interleaved.
@@ -127,7 +127,7 @@ def gateway(
 
 
 def small_png(seed: int = 0) -> bytes:
-    """A 64x48 PNG: the order screenshot scaled down, ``seed`` written into its top pixel row."""
+    """A 48x64 PNG: the order screenshot scaled down, ``seed`` written into its top pixel row."""
     from PIL import Image
 
     from tests.support.screens import order_screenshot
