@@ -49,3 +49,18 @@ def test_the_default_reasoner_answers_generate_and_streams_chat(service_process)
                     deltas += [c["delta"].get("content") or "" for c in chunk["choices"]]
         assert len([d for d in deltas if d]) > 3  # streamed piece by piece
         assert usage is not None and 1 <= usage["completion_tokens"] <= 20
+    assert_start_up_logged_in_order(service.log_tail(400))
+
+
+def assert_start_up_logged_in_order(log: str) -> None:
+    """Load progress reaches the log, and the warm-up finishes before the service says ready."""
+    phases = [
+        "loading transformers backend",
+        "loading weights from",
+        "warming up",
+        "warmed up in",
+        "ready: serving",
+    ]
+    positions = [log.find(phase) for phase in phases]
+    assert all(p >= 0 for p in positions), dict(zip(phases, positions, strict=True))
+    assert positions == sorted(positions), dict(zip(phases, positions, strict=True))
