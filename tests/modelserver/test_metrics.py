@@ -1,14 +1,8 @@
-"""The model services' metrics and logs: names, labels, per-app registries, JSON lines with the request id."""
+"""The model services' metrics: names, types, labels, per-app registries."""
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-
-from modelserver.logs import JsonFormatter
 from modelserver.metrics import ModelMetrics
-from modelserver.middleware import RequestIdLogFilter, request_id_var
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -32,22 +26,3 @@ def test_names_types_and_labels() -> None:
     # one registry per app: another app's metrics start from nothing
     metrics.generated_tokens.inc(5)
     assert ModelMetrics().generated_tokens._value.get() == 0
-
-
-def test_json_lines_carry_the_request_id_and_the_access_fields() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(RequestIdLogFilter())
-    logger = logging.getLogger("modelserver.test_json")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    token = request_id_var.set("abc-123")
-    try:
-        logger.info("POST /v1/chat/completions 200", extra={"fields": {"status": 200, "latency_ms": 12.5}})
-    finally:
-        request_id_var.reset(token)
-        logger.removeHandler(handler)
-    line = json.loads(stream.getvalue())
-    assert line["request_id"] == "abc-123" and line["status"] == 200 and line["latency_ms"] == 12.5
-    assert {"ts", "level", "logger", "message"} <= set(line)

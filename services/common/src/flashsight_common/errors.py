@@ -30,7 +30,9 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def error_body(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """An error body as a plain dict, ready for a JSON response."""
     return ErrorBody(error=ErrorDetail(message=message, type=type, param=param, code=code)).model_dump()
 

@@ -8,11 +8,11 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from flashsight_common.logs import configure_logging
 from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
 from gateway.httpserver import HeaderCappedHttpToolsProtocol
-from gateway.logs import configure_logging
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

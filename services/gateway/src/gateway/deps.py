@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from flashsight_common.requestid import read_request_id
 
 from gateway.admission import ImageAdmitter
 from gateway.captioning import Captioner
@@ -58,11 +59,6 @@ async def _metrics(request: Request) -> GatewayMetrics:
     return request.app.state.metrics
 
 
-async def _request_id(request: Request) -> str:
-    # Set by RequestContextMiddleware from the caller's X-Request-ID or freshly made.
-    return str(request.scope.get("state", {}).get("request_id", "-"))
-
-
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 PipelineDep = Annotated[Pipeline, Depends(_pipeline)]
 AdmitterDep = Annotated[ImageAdmitter, Depends(_admitter)]
@@ -71,5 +67,5 @@ VisionDep = Annotated[GuardedUpstream, Depends(_vision)]
 ReasonerDep = Annotated[ReasonerGuard, Depends(_reasoner)]
 ShedderDep = Annotated[LoadShedder, Depends(_shedder)]
 RedisGuardDep = Annotated[RedisGuard, Depends(_redis_guard)]
-RequestIdDep = Annotated[str, Depends(_request_id)]
+RequestIdDep = Annotated[str, Depends(read_request_id)]
 MetricsDep = Annotated[GatewayMetrics, Depends(_metrics)]

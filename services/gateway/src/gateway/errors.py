@@ -10,7 +10,6 @@
     │   ├── TooManyImagesError          400  more images than ``max_images_per_request``
     │   └── RouteConflictError          400  the model id, ``route`` field and header force different routes
     ├── AuthenticationError             401  no or wrong API key (gateway.auth)
-    ├── PayloadTooLargeError            413  body larger than ``max_body_bytes``
     ├── ModelNotFoundError              404  ``model`` is not one of GET /v1/models
     ├── RateLimitedError                429  + Retry-After, x-ratelimit-*: over the limit (gateway.ratelimit)
     ├── RateLimitUnavailableError       503  + Retry-After: Redis down and rate limits fail closed
@@ -28,19 +27,20 @@
 Lower layers (aiohttp, gateway.images, gateway.fetch) are translated into this tree at
 the boundary with ``raise X(...) from exc``. Reasoner failures rarely reach this table:
 the pipeline catches them and answers from vision instead (see ``gateway.degrade``).
+FastAPI's own errors (validation, unknown routes and methods, bugs) get the handlers
+every service shares (``flashsight_common.handlers``); a body over ``max_body_bytes`` is
+refused (413 ``payload_too_large``) by ``flashsight_common.bodylimit`` before any route runs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from flashsight_common.errors import describe_validation_errors, error_body
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from flashsight_common.errors import error_body
+from flashsight_common.handlers import Handler, framework_handlers, install_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +108,6 @@ class RouteConflictError(InvalidRequestError):
     """Two ways of forcing the route disagree."""
 
     default_code = "route_conflict"
-
-
-class PayloadTooLargeError(GatewayError):
-    """The request body exceeds ``max_body_bytes``."""
-
-    status_code = 413
-    error_type = "invalid_request_error"
-    default_code = "payload_too_large"
 
 
 class RequestDeadlineError(GatewayError):
@@ -203,21 +195,6 @@ class UpstreamRejectedError(UpstreamError):
         return super().body()
 
 
-def error_response(
-    status: int,
-    message: str,
-    *,
-    type: str,
-    param: str | None = None,
-    code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """An OpenAI-shaped JSON error response."""
-    return JSONResponse(
-        error_body(message, type=type, param=param, code=code), status_code=status, headers=headers
-    )
-
-
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
     if exc.status() >= 500:
@@ -227,55 +204,15 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
-    if any(err.get("type") == "json_invalid" for err in errors):
-        return error_response(
-            400,
-            "the request body must be JSON (Content-Type: application/json): it could not be parsed",
-            type="invalid_request_error",
-            code="invalid_json",
-        )
-    message, param = describe_validation_errors(errors)
-    return error_response(400, message, type="invalid_request_error", param=param, code="invalid_value")
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    messages = {
-        404: f"no route {request.url.path}; see GET /v1/models and POST /v1/chat/completions",
-        405: f"method {request.method} is not allowed on {request.url.path}",
-    }
-    kind = {404: "not_found_error"}.get(exc.status_code, "invalid_request_error")
-    return error_response(
-        exc.status_code,
-        messages.get(exc.status_code, str(exc.detail)),
-        type=kind if exc.status_code < 500 else "server_error",
-        headers=dict(exc.headers or {}),
-    )
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    # A 500 is a bug: log it with the traceback, say as little as is useful.
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(
-        500, f"internal error: {type(exc).__name__}: {exc}", type="server_error", code="internal_error"
-    )
-
-
-Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
-
 # The one handler table: exception class → handler (the most specific class wins, by MRO).
+# FastAPI's validation errors, unknown routes/methods and bugs are handled as in every
+# FlashSight service (flashsight_common.handlers).
 EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
     GatewayError: _gateway_error,
-    RequestValidationError: _validation_error,
-    StarletteHTTPException: _http_error,
-    Exception: _unexpected_error,
+    **framework_handlers(logger),
 }
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register :data:`EXCEPTION_HANDLERS` on ``app``."""
-    for exc_class, handler in EXCEPTION_HANDLERS.items():
-        app.add_exception_handler(exc_class, handler)
+    install_handlers(app, EXCEPTION_HANDLERS)

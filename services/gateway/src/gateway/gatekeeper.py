@@ -8,12 +8,12 @@ Allowed responses carry the ``x-ratelimit-*`` headers too, as OpenAI's do.
 
 from __future__ import annotations
 
+from flashsight_common.requestid import header
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import KeyStore
 from gateway.errors import GatewayError
-from gateway.middleware import header
 from gateway.ratelimit import RateLimiter
 
 EXEMPT_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/favicon.ico", "/index.html"})

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
+from flashsight_common.bodylimit import BodySizeLimitMiddleware
+from flashsight_common.requestid import RequestIdMiddleware
 
 from gateway.access import AccessRecorder
 from gateway.admission import ImageAdmitter
@@ -20,13 +22,13 @@ from gateway.cache import CaptionCache
 from gateway.captioning import Captioner
 from gateway.config import GatewaySettings
 from gateway.degrade import ReasonerGuard
-from gateway.errors import install_error_handlers
+from gateway.errors import InvalidRequestError, install_error_handlers
 from gateway.fetch import FetchPolicy, ImageFetcher
 from gateway.gatekeeper import GatekeeperMiddleware
 from gateway.guarded import GuardedUpstream
 from gateway.images import ImageLimits
 from gateway.metrics import GatewayMetrics
-from gateway.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from gateway.middleware import AccessMiddleware
 from gateway.pipeline import Pipeline
 from gateway.prompts import CAPTION_PROMPTS
 from gateway.ratelimit import RateLimiter
@@ -179,12 +181,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(seeds_router)
     mount_web(app)
-    # Added last = outermost: every response, 413s included, carries X-Request-ID.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(GatekeeperMiddleware, keys=keys)  # before the body is read
+    # Added last = outermost: every response, 413s included, carries X-Request-ID and is counted.
     app.add_middleware(
-        RequestContextMiddleware, recorder=AccessRecorder(metrics, log_prompts=settings.log_prompts)
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        bad_length_code=InvalidRequestError.default_code,
     )
+    app.add_middleware(GatekeeperMiddleware, keys=keys)  # before the body is read
+    app.add_middleware(AccessMiddleware, recorder=AccessRecorder(metrics, log_prompts=settings.log_prompts))
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

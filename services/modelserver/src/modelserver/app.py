@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import APIRouter, FastAPI
+from flashsight_common.bodylimit import BodySizeLimitMiddleware
+from flashsight_common.requestid import RequestIdMiddleware
 
 from modelserver.backend import Backend
 from modelserver.config import ModelServerSettings
 from modelserver.engine import Engine
-from modelserver.errors import install_error_handlers
+from modelserver.errors import InvalidRequestError, install_error_handlers
 from modelserver.metrics import ModelMetrics
-from modelserver.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from modelserver.middleware import AccessMiddleware
 from modelserver.readiness import Readiness
 from modelserver.routes import router
 
@@ -85,8 +87,12 @@ def create_model_app(
     for extra in extra_routers:
         app.include_router(extra)
     # Added last = outermost: every response, 413s included, carries X-Request-ID and is counted.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes,
+        bad_length_code=InvalidRequestError.default_code,
+    )
+    app.add_middleware(AccessMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

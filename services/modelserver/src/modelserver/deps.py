@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from flashsight_common.requestid import read_request_id
 
 from modelserver.backend import Backend
 from modelserver.config import ModelServerSettings
@@ -48,14 +49,10 @@ def get_served_model_id(request: Request) -> str:
     return settings.served_model_name or get_backend(request).model_id
 
 
-def get_request_id(request: Request) -> str:
-    return str(request.scope.get("state", {}).get("request_id", "-"))
-
-
 SettingsDep = Annotated[ModelServerSettings, Depends(get_settings)]
 ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
 BackendDep = Annotated[Backend, Depends(get_backend)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 MetricsDep = Annotated[ModelMetrics, Depends(get_metrics)]
 ServedModelDep = Annotated[str, Depends(get_served_model_id)]
-RequestIdDep = Annotated[str, Depends(get_request_id)]
+RequestIdDep = Annotated[str, Depends(read_request_id)]

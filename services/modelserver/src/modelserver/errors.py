@@ -6,7 +6,6 @@
     ├── InvalidRequestError            400  the request is wrong; the message says what is accepted
     │   ├── InvalidImageError          400  an image part is not a decodable data: URL image
     │   └── UnsupportedParameterError  400  a valid OpenAI parameter this backend cannot honour
-    ├── PayloadTooLargeError           413  body larger than ``max_request_bytes``
     ├── ModelNotFoundError             404  ``model`` names a model this service does not serve
     ├── OverloadedError                503  + Retry-After: try again shortly
     │   └── QueueFullError             503  the batching queue is full
@@ -14,22 +13,23 @@
     └── BackendError                   500  the model backend failed while generating
 
 Backends raise these (wrapping their own errors with ``raise X(...) from exc``); the
-handlers below turn them, FastAPI's validation errors, malformed JSON, unknown routes
-and unexpected exceptions into the OpenAI error body
-``{"error": {"message", "type", "param", "code"}}``.
+table below turns them into the OpenAI error body
+``{"error": {"message", "type", "param", "code"}}``, and FastAPI's validation errors,
+malformed JSON, unknown routes and unexpected exceptions too, with the handlers every
+FlashSight service shares (``flashsight_common.handlers``). A body over
+``max_request_bytes`` is refused (413 ``payload_too_large``) by
+``flashsight_common.bodylimit`` before any route runs.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from flashsight_common.errors import describe_validation_errors, error_body
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from flashsight_common.errors import error_body
+from flashsight_common.handlers import Handler, framework_handlers, install_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +75,6 @@ class UnsupportedParameterError(InvalidRequestError):
     default_code = "unsupported_parameter"
 
 
-class PayloadTooLargeError(ModelServerError):
-    """The request body exceeds ``max_request_bytes``."""
-
-    status_code = 413
-    error_type = "invalid_request_error"
-    default_code = "payload_too_large"
-
-
 class ModelNotFoundError(ModelServerError):
     """The request's ``model`` is not the one this service serves."""
 
@@ -123,70 +115,20 @@ class BackendError(ModelServerError):
     default_code = "backend_error"
 
 
-def error_response(
-    status: int, message: str, *, type: str, param: str | None = None, code: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """An OpenAI-shaped JSON error response."""
-    return JSONResponse(
-        error_body(message, type=type, param=param, code=code), status_code=status, headers=headers
-    )
-
-
 async def _model_server_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ModelServerError)
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = list(exc.errors())
-    if any(err.get("type") == "json_invalid" for err in errors):
-        return error_response(
-            400, "the request body must be JSON (Content-Type: application/json): it could not be parsed",
-            type="invalid_request_error", code="invalid_json",
-        )
-    message, param = describe_validation_errors(errors)
-    return error_response(400, message, type="invalid_request_error", param=param, code="invalid_value")
-
-
-# Starlette raises HTTPException for unknown routes (404) and wrong methods (405).
-_HTTP_ERROR_TYPES: dict[int, str] = {404: "not_found_error", 405: "invalid_request_error"}
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    messages = {
-        404: f"no route {request.url.path}; see GET /v1/models and POST /v1/chat/completions",
-        405: f"method {request.method} is not allowed on {request.url.path}",
-    }
-    message = messages.get(exc.status_code, str(exc.detail))
-    return error_response(
-        exc.status_code, message,
-        type=_HTTP_ERROR_TYPES.get(exc.status_code, "invalid_request_error" if exc.status_code < 500
-                                   else "server_error"),
-        headers=dict(exc.headers or {}),
-    )
-
-
-async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error",
-                          code="internal_error")
-
-
-Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
-
 # The one handler table: exception class → handler (most specific classes are matched by MRO).
+# FastAPI's validation errors, unknown routes/methods and bugs are handled as in every
+# FlashSight service (flashsight_common.handlers).
 EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
     ModelServerError: _model_server_error,
-    RequestValidationError: _validation_error,
-    StarletteHTTPException: _http_error,
-    Exception: _unexpected_error,
+    **framework_handlers(logger),
 }
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register :data:`EXCEPTION_HANDLERS` on ``app``."""
-    for exc_class, handler in EXCEPTION_HANDLERS.items():
-        app.add_exception_handler(exc_class, handler)
+    install_handlers(app, EXCEPTION_HANDLERS)

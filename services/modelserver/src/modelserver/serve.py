@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uvicorn
 from fastapi import FastAPI
+from flashsight_common.logs import configure_logging
 
 from modelserver.config import ModelServerSettings
-from modelserver.logs import configure_logging
 
 # Longer than the gateway's pooled-connection idle expiry, so the server never closes a
 # connection the client is about to reuse (which surfaces as a spurious reset).
@@ -22,7 +22,7 @@ def run(app: FastAPI, settings: ModelServerSettings) -> None:
         port=settings.port,
         log_level=settings.log_level,
         log_config=None,  # keep the handler configured above
-        access_log=False,  # RequestContextMiddleware logs each request with its id
+        access_log=False,  # AccessMiddleware logs each request with its id
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=10,
     )

@@ -1,10 +1,11 @@
-"""Logging set-up of the model services: every line carries the request id, as text or JSON.
+"""The log line shape every FlashSight service writes, so a request can be followed by its id.
 
-``VISION_LOG_FORMAT`` / ``REASONER_LOG_FORMAT`` = ``json`` (what docker compose sets):
-one JSON object per line with ``ts``, ``level``, ``logger``, ``request_id``, ``message``
-and, on access lines, ``method``, ``path``, ``status``, ``latency_ms``. ``text`` (the
-default, for a terminal and ``make run``): ``time LEVEL logger [request_id] message``.
-Lines written by the batching worker thread serve several requests at once and show ``-``.
+``<PREFIX>_LOG_FORMAT=json`` (what docker compose sets): one JSON object per line with
+``ts``, ``level``, ``logger``, ``request_id``, ``message`` and, on access lines, the
+service's structured fields (``extra={"fields": {...}}``). ``text`` (the default, for a
+terminal and ``make run``): ``time LEVEL logger [request_id] message``.
+Lines written outside a request (start-up, the model services' batching thread, which
+serves several requests at once) show ``-``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from modelserver.middleware import RequestIdLogFilter
+from flashsight_common.requestid import RequestIdLogFilter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
@@ -46,14 +47,17 @@ FORMATTERS: dict[str, Callable[[], logging.Formatter]] = {
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
-    """One stderr handler on the root logger (uvicorn's loggers routed to it)."""
+    """One stderr handler on the root logger (uvicorn's loggers routed to it).
+
+    ``level`` is a logging level name (any case) or ``trace`` (5, below debug, as uvicorn
+    has it); each service's Settings has already refused anything else.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(FORMATTERS[log_format]())
     handler.addFilter(RequestIdLogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    numeric = logging.getLevelName(level.upper()) if level != "trace" else 5
-    root.setLevel(numeric if isinstance(numeric, int) else logging.INFO)
+    root.setLevel(5 if level == "trace" else level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

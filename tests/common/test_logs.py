@@ -1,0 +1,62 @@
+"""The shared log line shape: JSON or text, the request id on every line."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+from flashsight_common.logs import JsonFormatter, configure_logging
+from flashsight_common.requestid import RequestIdLogFilter, request_id_var
+
+
+def test_text_and_json_formats_are_the_two_choices() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging("info", "json")
+        assert isinstance(root.handlers[0].formatter, JsonFormatter)
+        configure_logging("info", "text")
+        assert "[%(request_id)s]" in str(root.handlers[0].formatter._fmt)
+        with pytest.raises(KeyError):
+            configure_logging("info", "xml")
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+
+
+def test_json_lines_carry_the_request_id_and_the_access_fields() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdLogFilter())
+    logger = logging.getLogger("modelserver.test_json")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    token = request_id_var.set("abc-123")
+    try:
+        logger.info("POST /v1/chat/completions 200", extra={"fields": {"status": 200, "latency_ms": 12.5}})
+    finally:
+        request_id_var.reset(token)
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["request_id"] == "abc-123" and line["status"] == 200 and line["latency_ms"] == 12.5
+    assert {"ts", "level", "logger", "message"} <= set(line)
+
+
+def test_structured_fields_never_overwrite_the_fixed_ones_and_outside_a_request_the_id_is_a_dash() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RequestIdLogFilter())
+    logger = logging.getLogger("flashsight.test_fixed_fields")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("ready: %s", "yes", extra={"fields": {"request_id": "forged", "level": "x", "n": 1}})
+    finally:
+        logger.removeHandler(handler)
+    line = json.loads(stream.getvalue())
+    assert line["request_id"] == "-" and line["level"] == "info" and line["n"] == 1
+    assert line["message"] == "ready: yes" and line["logger"] == "flashsight.test_fixed_fields"
