@@ -13,10 +13,9 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
-from modelserver.backend import SamplingParams
+from modelserver.backend import DiscardSink, SamplingParams
 from modelserver.decoding import decode_batch
 from reasoner.config import ReasonerSettings
 from reasoner.embedded import lookup, prepare
@@ -30,21 +29,14 @@ QUESTIONS = [
 ]
 
 
-class StreamingSink:
+class StreamingSink(DiscardSink):
+    """Counts the pieces of text delivered, as the engine would stream them."""
+
     def __init__(self) -> None:
         self.pieces = 0
 
     def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
         self.pieces += 1
-
-    def finish(self, index: int, **usage: Any) -> None:
-        pass
-
-    def fail(self, index: int, error: Exception) -> None:
-        raise error
-
-    def is_cancelled(self, index: int) -> bool:
-        return False
 
 
 def main() -> None:

@@ -82,6 +82,22 @@ class BatchSink(Protocol):
         """True once the caller went away or a stop string matched: stop decoding that row."""
 
 
+class DiscardSink:
+    """A :class:`BatchSink` that throws output away and raises errors: warm-ups and benchmarks."""
+
+    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
+        pass
+
+    def finish(self, index: int, **usage: Any) -> None:
+        pass
+
+    def fail(self, index: int, error: Exception) -> None:
+        raise error
+
+    def is_cancelled(self, index: int) -> bool:
+        return False
+
+
 @runtime_checkable
 class Backend(Protocol):
     """A model the runtime can serve."""

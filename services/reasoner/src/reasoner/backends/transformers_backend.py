@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from modelserver.backend import BatchSink, GenerationRequest, SamplingParams
+from modelserver.backend import BatchSink, DiscardSink, GenerationRequest, SamplingParams
 
 from reasoner.backends.prompting import check_text_only, encode_prompt
 from reasoner.config import ReasonerSettings
@@ -79,7 +79,7 @@ class TransformersBackend:
             self.tokenizer,
             [prompt],
             [SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0)],
-            _DiscardSink(),
+            DiscardSink(),
             max_context=self.max_context,
         )
 
@@ -156,19 +156,3 @@ class _SubsetSink:
 
     def is_cancelled(self, index: int) -> bool:
         return self._sink.is_cancelled(self.positions[index])
-
-
-class _DiscardSink:
-    """Warm-up output goes nowhere."""
-
-    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
-        pass
-
-    def finish(self, index: int, **usage: Any) -> None:
-        pass
-
-    def fail(self, index: int, error: Exception) -> None:
-        raise error
-
-    def is_cancelled(self, index: int) -> bool:
-        return False

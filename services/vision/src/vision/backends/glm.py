@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 from flashsight_common.schemas import ChatMessage, ImagePart, TextPart
-from modelserver.backend import BatchSink, GenerationRequest, SamplingParams
+from modelserver.backend import BatchSink, DiscardSink, GenerationRequest, SamplingParams
 from modelserver.images import decode_data_url_image
 from modelserver.torch_runtime import (
     TorchRuntimeError,
@@ -175,7 +175,7 @@ class GlmBackend:
             ],
             sampling=SamplingParams(max_tokens=2, temperature=0.0),
         )
-        self.generate([request], _DiscardSink())
+        self.generate([request], DiscardSink())
 
     def check_request(self, request: GenerationRequest) -> None:
         """Refuse before queueing a ``response_format`` that cannot be enforced (a 400 naming why)."""
@@ -353,19 +353,3 @@ def _png_data_url(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-class _DiscardSink:
-    """Sink for the warm-up generation: output is thrown away, errors are raised."""
-
-    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
-        pass
-
-    def finish(self, index: int, **usage: Any) -> None:
-        pass
-
-    def fail(self, index: int, error: Exception) -> None:
-        raise error
-
-    def is_cancelled(self, index: int) -> bool:
-        return False
