@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 
@@ -14,8 +15,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_quick_bench_prints_overhead_ratios_and_cascade_hit_vs_miss() -> None:
+    # wrk when installed; else the aiohttp fallback (a test never apt-get installs wrk)
+    loadgen = "auto" if shutil.which("wrk") else "aiohttp"
     run = subprocess.run(
-        [sys.executable, "bench/gateway_overhead.py", "--quick"],
+        [sys.executable, "bench/gateway_overhead.py", "--quick", "--loadgen", loadgen],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
