@@ -35,47 +35,18 @@ refused (413 ``payload_too_large``) by ``flashsight_common.bodylimit`` before an
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from flashsight_common.errors import error_body
+from flashsight_common.errors import ApiError
 from flashsight_common.handlers import Handler, framework_handlers, install_handlers
 
 logger = logging.getLogger(__name__)
 
 
-class GatewayError(Exception):
+class GatewayError(ApiError):
     """Base of every error the gateway raises on purpose."""
-
-    status_code: ClassVar[int] = 500
-    error_type: ClassVar[str] = "server_error"
-    default_code: ClassVar[str | None] = None
-    default_retry_after: ClassVar[int | None] = None
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        retry_after: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code or self.default_code
-        self.retry_after = retry_after if retry_after is not None else self.default_retry_after
-
-    def status(self) -> int:
-        return self.status_code
-
-    def body(self) -> dict[str, Any]:
-        """The OpenAI error body for this error."""
-        return error_body(self.message, type=self.error_type, param=self.param, code=self.code)
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
 class InvalidRequestError(GatewayError):

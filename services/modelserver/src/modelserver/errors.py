@@ -24,36 +24,17 @@ FlashSight service shares (``flashsight_common.handlers``). A body over
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from flashsight_common.errors import error_body
+from flashsight_common.errors import ApiError
 from flashsight_common.handlers import Handler, framework_handlers, install_handlers
 
 logger = logging.getLogger(__name__)
 
 
-class ModelServerError(Exception):
+class ModelServerError(ApiError):
     """Base of every error the model-serving runtime raises on purpose."""
-
-    status_code: ClassVar[int] = 500
-    error_type: ClassVar[str] = "server_error"
-    default_code: ClassVar[str | None] = None
-    retry_after: ClassVar[int | None] = None
-
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code or self.default_code
-
-    def body(self) -> dict[str, Any]:
-        """The OpenAI error body for this error."""
-        return error_body(self.message, type=self.error_type, param=self.param, code=self.code)
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)} if self.retry_after is not None else {}
 
 
 class InvalidRequestError(ModelServerError):
@@ -89,7 +70,7 @@ class OverloadedError(ModelServerError):
     status_code = 503
     error_type = "overloaded_error"
     default_code = "overloaded"
-    retry_after = 1
+    default_retry_after = 1
 
 
 class QueueFullError(OverloadedError):
@@ -104,7 +85,7 @@ class NotReadyError(ModelServerError):
     status_code = 503
     error_type = "service_unavailable"
     default_code = "not_ready"
-    retry_after = 5
+    default_retry_after = 5
 
 
 class BackendError(ModelServerError):
@@ -117,7 +98,7 @@ class BackendError(ModelServerError):
 
 async def _model_server_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ModelServerError)
-    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers())
+    return JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
 
 
 # The one handler table: exception class → handler (most specific classes are matched by MRO).

@@ -81,7 +81,7 @@ async def readyz(readiness: ReadinessDep, model_id: ServedModelDep) -> JSONRespo
     """200 once the model is loaded and warm; 503 + Retry-After before."""
     if readiness.ready:
         return JSONResponse({"status": "ready", "model": model_id})
-    retry = NotReadyError.retry_after
+    retry = NotReadyError.default_retry_after
     return JSONResponse(
         {"status": readiness.phase, "detail": readiness.detail}, status_code=503,
         headers={"Retry-After": str(retry)},
