@@ -5,7 +5,8 @@ no transformers, since the gateway must stay light); anything here changes all t
 once, which is the point: a caller, or an operator reading the logs, sees one service.
 
 - ``schemas``: OpenAI chat request/response/chunk models, ``/v1/models``.
-- ``errors``: the one error body ``{"error": {"message", "type", "param", "code"}}`` and
+- ``errors``: the one error body ``{"error": {"message", "type", "param", "code"}}``,
+  ``ApiError`` (the base of each service's exception tree: status, body, Retry-After) and
   validation errors turned into a sentence naming the field.
 - ``handlers``: the framework-level error handlers (request validation and malformed
   JSON → 400, unknown route/method → 404/405, a bug → 500) each service adds to its own
