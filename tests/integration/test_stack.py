@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -99,7 +100,9 @@ def test_direct_route_reads_the_order_number(client: httpx.Client) -> None:
     assert response.headers["X-Request-ID"]
 
 
-def test_cascade_answers_through_the_reasoner_and_caches_the_caption(stack: Stack, client: httpx.Client) -> None:
+def test_cascade_answers_through_the_reasoner_and_caches_the_caption(
+    stack: Stack, client: httpx.Client
+) -> None:
     _, image = fresh_order()
     first = client.post("/v1/chat/completions", json=chat(image, CASCADE_QUESTION))
     assert first.status_code == 200, first.text
@@ -172,7 +175,9 @@ def test_seed_endpoints_use_the_same_pipeline(client: httpx.Client) -> None:
     assert caption.status_code == 200, caption.text
     assert order_no in caption.json()["caption"]
 
-    chat_seed = client.post("/chat", files={"image": ("o.png", png, "image/png")}, data={"text": "订单号是多少?"})
+    chat_seed = client.post(
+        "/chat", files={"image": ("o.png", png, "image/png")}, data={"text": "订单号是多少?"}
+    )
     assert chat_seed.status_code == 200, chat_seed.text
     assert order_no in chat_seed.json()["answer"]
 
@@ -230,7 +235,7 @@ async def test_openai_sdk_async(stack: Stack) -> None:
 def test_reasoner_killed_gives_a_flagged_vision_only_answer_then_recovers(
     stack: Stack, client: httpx.Client
 ) -> None:
-    order_no, image = fresh_order()
+    _, image = fresh_order()
     stack.reasoner.kill()
 
     response = client.post("/v1/chat/completions", json=chat(image, CASCADE_QUESTION))
@@ -244,7 +249,9 @@ def test_reasoner_killed_gives_a_flagged_vision_only_answer_then_recovers(
     assert body["model"] == "ocr-lite" and meta["models"]["reasoner"] is None
     assert response.headers["X-FlashSight-Degraded"].startswith("reasoner_")
 
-    with client.stream("POST", "/v1/chat/completions", json=chat(image, CASCADE_QUESTION, stream=True)) as streamed:
+    with client.stream(
+        "POST", "/v1/chat/completions", json=chat(image, CASCADE_QUESTION, stream=True)
+    ) as streamed:
         assert streamed.status_code == 200
         chunks, done = read_stream(streamed)
     assert done, "a degraded stream still ends with [DONE]"
@@ -284,3 +291,47 @@ def test_vision_down_is_a_503_with_retry_after(stack: Stack, client: httpx.Clien
     error = response.json()["error"]
     assert "vision" in error["message"].lower() and error["type"]
     assert client.get("/readyz").status_code == 503
+
+
+def test_sixteen_live_streams_survive_the_reasoner_dying(stack: Stack, client: httpx.Client) -> None:
+    """The real SmolLM2 reasoner killed while 16 cascade streams run: none fails, each affected one
+    is flagged degraded, and cascade answers come back within 10 s of the process returning."""
+    _, image = fresh_order()
+    warm = client.post("/v1/chat/completions", json=chat(image, CASCADE_QUESTION, max_tokens=4))
+    assert warm.status_code == 200  # the caption is cached: the streams go straight to the reasoner
+
+    def one_stream() -> tuple[int, list[dict[str, Any]], bool]:
+        body = chat(image, CASCADE_QUESTION, stream=True, max_tokens=96, temperature=0.7)
+        with (
+            httpx.Client(base_url=stack.url, timeout=120) as own,
+            own.stream("POST", "/v1/chat/completions", json=body) as response,
+        ):
+            chunks, done = read_stream(response) if response.status_code == 200 else ([], False)
+            return response.status_code, chunks, done
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [pool.submit(one_stream) for _ in range(16)]
+        time.sleep(1.5)  # let the streams get going
+        stack.reasoner.kill()
+        results = [future.result(timeout=180) for future in futures]
+
+    for status, chunks, done in results:
+        assert status == 200 and done, "every request answered and every stream ended with [DONE]"
+        meta = last_meta(chunks)
+        finish = next(c["choices"][0]["finish_reason"] for c in reversed(chunks) if c.get("choices"))
+        if meta["degraded"]:
+            assert meta["degraded_reason"].startswith("reasoner_") and NOTICE in streamed_text(chunks)
+        else:  # finished before the kill: a whole reasoner answer
+            assert finish in ("stop", "length") and meta["models"]["reasoner"] == "smollm2-135m-instruct"
+    assert sum(last_meta(chunks)["degraded"] for _, chunks, _ in results) >= 1
+
+    stack.reasoner.start()  # returns once /readyz answers
+    back = time.monotonic()
+    while True:
+        meta = client.post("/v1/chat/completions", json=chat(image, CASCADE_QUESTION, max_tokens=8)).json()[
+            "flashsight"
+        ]
+        if not meta["degraded"]:
+            break
+        assert time.monotonic() - back < 10, "cascade answers return within 10 s of the reasoner's return"
+        time.sleep(0.25)
