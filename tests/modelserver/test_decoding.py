@@ -276,3 +276,35 @@ def test_a_logits_constraint_restricts_its_row_only(model, tokenizer, prompts) -
     assert set(results[0].token_ids) <= set(allowed) and results[0].completion_tokens == 4
     assert sink.finished[0]["finish_reason"] == "stop"  # the grammar terminated
     assert results[1].token_ids == run(model, tokenizer, [prompts[1]], [GREEDY])[0][0].token_ids
+
+
+def test_a_batch_that_never_empties_keeps_its_kv_cache_as_short_as_its_live_rows(
+    model, tokenizer, prompts
+) -> None:
+    # Continuous batching under steady load: a row joins every other step and each lives 4
+    # steps, so the batch never ends. The cache must not keep the columns of rows long gone
+    # (left padding no row needs any more), or it grows with every step the batch has run.
+    short = SamplingParams(max_tokens=4, temperature=0.0)
+    widths: list[int] = []
+    hook = model.register_forward_pre_hook(
+        lambda _module, _args, kwargs: widths.append(kwargs["attention_mask"].shape[1]), with_kwargs=True
+    )
+    calls: list[int] = []
+
+    def join(running: int) -> list[JoiningRow]:
+        calls.append(running)
+        if len(calls) >= 60 or len(calls) % 2 == 0:
+            return []
+        return [JoiningRow(prompts[(len(calls) // 2) % 2], short)]  # the two prompts in turn
+
+    try:
+        results, sink = run(model, tokenizer, [prompts[0]], [short], join=join)
+    finally:
+        hook.remove()
+    assert min(calls[:58]) >= 1  # the batch really never emptied
+    assert len(sink.finished) == len(results) == 31
+    # Bounded by the longest live row (prompt + its tokens), plus the columns of a row that
+    # finished since the last join (cut at the next one); without the cut it reached 69.
+    assert max(widths) <= max(len(p) for p in prompts[:2]) + short.max_tokens + 2
+    alone = {i: run(model, tokenizer, [prompts[i]], [short])[0][0].token_ids for i in (0, 1)}
+    assert [r.token_ids for r in results] == [alone[0]] + [alone[k % 2] for k in range(30)]

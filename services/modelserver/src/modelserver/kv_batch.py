@@ -9,7 +9,9 @@ padding is masked out), each row's next position id, and its sampling settings.
   are left-padded to the same length (padding masked out, positions are per row, so every
   row still computes exactly what it would alone) and concatenated along the batch. This is
   what lets a request join a batch that is already decoding (continuous batching) instead
-  of waiting for the whole batch to end.
+  of waiting for the whole batch to end. The columns no remaining row attends to (left
+  by rows that finished) are cut first: under steady load a batch may never end, and its
+  cache must stay as long as its longest live row, not as long as the batch has run.
 
 Merging needs a plain :class:`transformers.DynamicCache` (every layer a ``DynamicLayer``);
 :func:`can_merge` says whether a cache qualifies.
@@ -52,6 +54,7 @@ class RunningBatch:
 
     def merge(self, other: RunningBatch) -> None:
         """Append ``other``'s rows (prefilled separately) to this batch."""
+        self._drop_shared_padding()
         width = max(self.attention_mask.shape[1], other.attention_mask.shape[1])
         for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
             mine.keys = torch.cat([_left_pad(mine.keys, width), _left_pad(theirs.keys, width)])
@@ -65,6 +68,16 @@ class RunningBatch:
         self.top_p = torch.cat([self.top_p, other.top_p])
         self.generators += other.generators
         self.active += other.active
+
+    def _drop_shared_padding(self) -> None:
+        """Cut the leading cache columns that are padding in every row (all of them if no row is left)."""
+        mask = self.attention_mask
+        unused = int((mask.shape[1] - mask.sum(dim=1)).min()) if mask.shape[0] else mask.shape[1]
+        if unused == 0:
+            return
+        for layer in self.cache.layers:
+            layer.keys, layer.values = layer.keys[..., unused:, :], layer.values[..., unused:, :]
+        self.attention_mask = mask[:, unused:]
 
 
 def can_merge(cache: Any, model: Any) -> bool:
