@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import httpx
+from gateway.config import GatewaySettings
+from gateway.images import NormalisedImage
+from gateway.main import create_app
+from gateway.safety import SafetyFilter, SafetyMode
 
 from tests.support.stub_upstream import StubUpstream
 
@@ -81,3 +88,28 @@ async def test_multimodal_completion(client: httpx.AsyncClient, reasoner: StubUp
 async def test_multimodal_completion_requires_the_image(client: httpx.AsyncClient) -> None:
     resp = await client.post("/v1/multimodal/completion", data={"prompt": "x"})
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "image"
+
+
+class _FlagEverything(SafetyFilter):
+    """The safety filter with a detector that finds explicit content in every image (no nudenet)."""
+
+    def __init__(self, mode: SafetyMode) -> None:
+        self.mode = mode
+        self.threshold = 0.5
+
+    def detect(self, image: NormalisedImage) -> list[dict[str, Any]]:
+        return [{"class": "FEMALE_BREAST_EXPOSED", "score": 0.99}]
+
+
+async def test_caption_is_screened_by_the_safety_filter_before_vision_sees_it(
+    make_settings: Callable[..., GatewaySettings], vision: StubUpstream
+) -> None:
+    app = create_app(make_settings())
+    async with app.router.lifespan_context(app):
+        app.state.pipeline.admitter.safety = _FlagEverything("reject")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            resp = await client.post("/caption", files={"file": ("a.png", unique_png(), "image/png")})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "unsafe_image"
+    assert vision.chat_requests() == []

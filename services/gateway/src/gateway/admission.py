@@ -122,6 +122,13 @@ class ImageAdmitter:
         except ImageError as exc:
             raise ImageInputError(exc.message, param=param, code=exc.code) from exc
 
+    async def admit_upload(self, raw: bytes, *, param: str | None = None) -> NormalisedImage:
+        """One uploaded image, normalised and then screened by the safety filter, as :meth:`admit` does."""
+        image = await self.admit_bytes(raw, param=param)
+        if self.safety is not None:
+            await self.safety.screen([image])  # reject mode raises: no model sees the image
+        return image
+
     async def _decode(self, url: str) -> bytes:
         return decode_data_url(url, limits=self.limits)  # cheap next to normalising: stays inline
 

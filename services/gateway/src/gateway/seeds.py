@@ -78,7 +78,7 @@ async def caption(
     captioner: CaptionerDep,
     request_id: RequestIdDep,
 ) -> CaptionResponse:
-    image = await admitter.admit_bytes(await file.read(), param="file")
+    image = await admitter.admit_upload(await file.read(), param="file")
     captions = await captioner.caption([image], request_id=request_id)
     return CaptionResponse(
         caption=captions.texts[0], model=captions.vision_model or "unknown", cache=captions.cache or "miss"
