@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.gateway_overhead import chat_body, gateway, private_redis, small_png, stub  # noqa: E402
-from bench.loadgen import LoadResult, pick_load  # noqa: E402
+from bench.loadgen import LoadResult, pick_load, print_comparison  # noqa: E402
 
 
 def parse_variant(spec: str) -> tuple[str, Path, dict[str, str]]:
@@ -84,19 +83,8 @@ def main() -> None:
                         )
     finally:
         load.close()
-    print(f"\n{'target':12} {'c':>3} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8} {'added p50':>10} {'ratio':>6}")
-    for concurrency in concurrencies:
-        direct = results["direct", concurrency]
-        direct_rps = sum(r.requests for r in direct) / sum(r.duration_s for r in direct)
-        for target in urls:
-            runs = results[target, concurrency]
-            rps = sum(r.requests for r in runs) / sum(r.duration_s for r in runs)
-            added = statistics.median(r.p50_ms - d.p50_ms for r, d in zip(runs, direct, strict=True))
-            print(
-                f"{target:12} {concurrency:>3} {statistics.median(r.p50_ms for r in runs):8.2f} "
-                f"{statistics.median(r.p95_ms for r in runs):8.2f} {rps:8.1f} {added:+10.2f} "
-                f"{rps / direct_rps:6.2f}x"
-            )
+    print()
+    print_comparison(results, list(urls), concurrencies)
 
 
 if __name__ == "__main__":

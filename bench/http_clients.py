@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +27,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from fastapi import FastAPI, Request, Response  # noqa: E402  (module level: FastAPI resolves annotations here)
 
 from bench.gateway_overhead import chat_body, stub  # noqa: E402
-from bench.loadgen import LoadResult, pick_load  # noqa: E402
+from bench.loadgen import LoadResult, pick_load, print_comparison  # noqa: E402
 from tests.support.servers import ServiceProcess  # noqa: E402
 
 CLIENTS = ("httpx", "aiohttp")
@@ -134,22 +133,7 @@ def main() -> None:
     finally:
         load.close()
     print(f"load generator: {load.name}; {rounds} rounds x {duration} s; 20 ms stub upstream")
-    print(
-        f"{'target':8} {'c':>3} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8} {'added p50':>10} {'ratio':>6} err"
-    )
-    for concurrency in (1, 32):
-        direct = results["direct", concurrency]
-        direct_rps = sum(r.requests for r in direct) / sum(r.duration_s for r in direct)
-        for target in urls:
-            runs = results[target, concurrency]
-            rps = sum(r.requests for r in runs) / sum(r.duration_s for r in runs)
-            added = statistics.median(r.p50_ms - d.p50_ms for r, d in zip(runs, direct, strict=True))
-            print(
-                f"{target:8} {concurrency:>3} {statistics.median(r.p50_ms for r in runs):8.2f} "
-                f"{statistics.median(r.p95_ms for r in runs):8.2f} {rps:8.1f} {added:+10.2f} "
-                f"{rps / direct_rps:6.2f}x {sum(r.errors for r in runs)}"
-            )
-
+    print_comparison(results, list(urls), (1, 32))
 
 if __name__ == "__main__":
     main()

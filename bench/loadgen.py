@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,3 +177,30 @@ def pick_load(kind: str) -> WrkLoad | AiohttpLoad:
         if kind == "wrk":
             raise SystemExit("wrk is not installed and could not be installed (apt-get install wrk)")
     return AiohttpLoad()
+
+
+def print_comparison(
+    results: Mapping[tuple[str, int], Sequence[LoadResult]],
+    targets: Sequence[str],
+    concurrencies: Sequence[int],
+) -> None:
+    """One line per target and concurrency: medians over rounds, and what it adds to ``direct``.
+
+    ``results[target, concurrency]`` holds one run per round, the rounds in the same order
+    for every target (so each round's p50 is compared with ``direct``'s in that round).
+    """
+    width = max(len(target) for target in targets)
+    header = f"{'c':>3} {'p50 ms':>8} {'p95 ms':>8} {'req/s':>8} {'added p50':>10} {'ratio':>6} err"
+    print(f"{'target':{width}} {header}")
+    for concurrency in concurrencies:
+        direct = results["direct", concurrency]
+        direct_rps = sum(r.requests for r in direct) / sum(r.duration_s for r in direct)
+        for target in targets:
+            runs = results[target, concurrency]
+            rps = sum(r.requests for r in runs) / sum(r.duration_s for r in runs)
+            added = statistics.median(r.p50_ms - d.p50_ms for r, d in zip(runs, direct, strict=True))
+            print(
+                f"{target:{width}} {concurrency:>3} {statistics.median(r.p50_ms for r in runs):8.2f} "
+                f"{statistics.median(r.p95_ms for r in runs):8.2f} {rps:8.1f} {added:+10.2f} "
+                f"{rps / direct_rps:6.2f}x {sum(r.errors for r in runs)}"
+            )
