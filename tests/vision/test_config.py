@@ -22,3 +22,11 @@ def test_a_bad_port_fails_at_start_up_naming_the_setting(monkeypatch: pytest.Mon
     monkeypatch.setenv("VISION_PORT", "70000")
     with pytest.raises(ValidationError, match="port"):
         VisionSettings()
+
+
+def test_a_pixel_budget_whose_minimum_exceeds_its_maximum_fails_at_start_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("VISION_IMAGE_MIN_PIXELS", "2000000")
+    with pytest.raises(ValidationError, match="image_min_pixels .* is above image_max_pixels"):
+        VisionSettings()

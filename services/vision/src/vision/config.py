@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from modelserver.config import ModelServerSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 
@@ -14,8 +14,9 @@ class VisionSettings(ModelServerSettings):
 
     model_config = SettingsConfigDict(env_prefix="VISION_", extra="ignore", validate_default=True)
 
-    port: Annotated[int, Field(ge=1, le=65535)] = 8081
-    backend: Annotated[str, Field(min_length=1)] = "ocr-lite"
+    # Ranges (port, batch size, ...) and a blank backend are checked by the base class.
+    port: int = 8081
+    backend: str = "ocr-lite"
     """Key into :data:`vision.backends.BACKENDS`."""
 
     # glm backend (vision.backends.glm): pixels per image after resizing. GLM-4.6V spends
@@ -24,3 +25,12 @@ class VisionSettings(ModelServerSettings):
     image_max_pixels: Annotated[int, Field(ge=784)] = 1024 * 1024
     enable_thinking: bool = False
     """Default for requests that do not set ``enable_thinking`` (GLM ``<think>`` mode)."""
+
+    @model_validator(mode="after")
+    def _check_pixel_budget(self) -> VisionSettings:
+        if self.image_min_pixels > self.image_max_pixels:
+            raise ValueError(
+                f"image_min_pixels ({self.image_min_pixels}) is above image_max_pixels "
+                f"({self.image_max_pixels}): no image size satisfies both"
+            )
+        return self
