@@ -13,7 +13,7 @@ from gateway.safety import SafetyFilter, SafetyMode
 
 from tests.support.stub_upstream import StubUpstream
 
-from .conftest import REASONER_MODEL, VISION_MODEL, data_url, unique_png
+from .conftest import REASONER_MODEL, VISION_MODEL, data_url, gateway_client, unique_png
 
 
 async def test_infer_direct_reports_vision_confidence(
@@ -113,3 +113,26 @@ async def test_caption_is_screened_by_the_safety_filter_before_vision_sees_it(
     assert resp.status_code == 400, resp.text
     assert resp.json()["error"]["code"] == "unsafe_image"
     assert vision.chat_requests() == []
+
+
+async def test_infer_keeps_the_text_cap(
+    make_settings: Callable[..., GatewaySettings], vision: StubUpstream
+) -> None:
+    async with gateway_client(make_settings(max_text_chars=100)) as client:
+        resp = await client.post("/infer", json={"image_url": data_url(unique_png()), "prompt": "x" * 101})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "text_too_long"
+    assert vision.chat_requests() == []
+
+
+async def test_infer_keeps_the_request_deadline(
+    make_settings: Callable[..., GatewaySettings], vision: StubUpstream
+) -> None:
+    vision.behaviour.mode = "hang"
+    async with gateway_client(make_settings(request_deadline_s=0.3)) as client:
+        resp = await client.post(
+            "/infer", json={"image_url": data_url(unique_png()), "prompt": "订单号是多少?"}
+        )
+    assert resp.status_code == 504, resp.text
+    assert resp.json()["error"]["code"] == "request_deadline_exceeded"
+    assert resp.headers["Retry-After"] == "5"

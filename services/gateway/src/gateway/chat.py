@@ -8,6 +8,8 @@ any image is decoded or any model called is decided in one place.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
@@ -32,6 +34,19 @@ def check_text_size(request: GatewayChatRequest, *, max_chars: int) -> None:
             param="messages",
             code="text_too_long",
         )
+
+
+@asynccontextmanager
+async def deadline(seconds: float) -> AsyncIterator[None]:
+    """``asyncio.timeout(seconds)`` whose expiry is the 504 ``request_deadline_exceeded``."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError as exc:
+        raise RequestDeadlineError(
+            f"the request did not complete within the gateway's {seconds:g}s deadline "
+            "(GATEWAY_REQUEST_DEADLINE_S); retry, or ask for fewer tokens"
+        ) from exc
 
 
 async def serve_chat(
@@ -61,19 +76,13 @@ async def serve_chat(
                 )
             return FastJSONResponse(holding_answer(body, meta, text), headers=meta.headers())
         body = shedder.apply(body, steps)
-        try:
-            async with asyncio.timeout(deadline_s):
-                job = await pipeline.prepare(body, request_id=request_id, header_route=header_route)
-                mark_shed(job.meta, steps)
-                if body.stream:
-                    source = await pipeline.stream(job)  # primed: vision down is still a 503 here
-                else:
-                    answer = await pipeline.complete(job)
-        except TimeoutError as exc:
-            raise RequestDeadlineError(
-                f"the request did not complete within the gateway's {deadline_s:g}s deadline "
-                "(GATEWAY_REQUEST_DEADLINE_S); retry, or ask for fewer tokens"
-            ) from exc
+        async with deadline(deadline_s):
+            job = await pipeline.prepare(body, request_id=request_id, header_route=header_route)
+            mark_shed(job.meta, steps)
+            if body.stream:
+                source = await pipeline.stream(job)  # primed: vision down is still a 503 here
+            else:
+                answer = await pipeline.complete(job)
         if body.stream:
             handed_to_stream = True
             # Timings and a mid-stream degradation are only known at the end: see the last chunk.

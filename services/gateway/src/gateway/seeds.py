@@ -4,7 +4,7 @@
 ``POST /chat`` (multipart ``image`` + ``text``), ``POST /v1/multimodal/completion``
 (multipart ``image`` + ``prompt``). Each builds an OpenAI chat request and runs it
 through :class:`gateway.pipeline.Pipeline`, so routing, caching and degrading behave
-exactly as on ``/v1/chat/completions``.
+exactly as on ``/v1/chat/completions``; the text cap and the request deadline hold too.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 
-from gateway.deps import AdmitterDep, CaptionerDep, PipelineDep, RequestIdDep
+from gateway.chat import check_text_size, deadline
+from gateway.config import GatewaySettings
+from gateway.deps import AdmitterDep, CaptionerDep, PipelineDep, RequestIdDep, SettingsDep
 from gateway.pipeline import Pipeline
 from gateway.schemas import (
     CaptionResponse,
@@ -32,15 +34,23 @@ RouteHeader = Annotated[str | None, Header(alias="X-FlashSight-Route")]
 
 
 async def _ask(
-    pipeline: Pipeline, *, image_url: str | None, question: str, request_id: str, header_route: str | None
+    pipeline: Pipeline,
+    settings: GatewaySettings,
+    *,
+    image_url: str | None,
+    question: str,
+    request_id: str,
+    header_route: str | None,
 ) -> dict[str, Any]:
     content: list[dict[str, Any]] = [{"type": "text", "text": question}]
     if image_url:
         content.insert(0, {"type": "image_url", "image_url": {"url": image_url}})
     request = GatewayChatRequest.model_validate({"messages": [{"role": "user", "content": content}]})
+    check_text_size(request, max_chars=settings.max_text_chars)
     route = header_route.strip().lower() if header_route else None
-    job = await pipeline.prepare(request, request_id=request_id, header_route=route)
-    return await pipeline.complete(job)
+    async with deadline(settings.request_deadline_s):
+        job = await pipeline.prepare(request, request_id=request_id, header_route=route)
+        return await pipeline.complete(job)
 
 
 async def _upload_data_url(upload: UploadFile | None) -> str | None:
@@ -56,10 +66,19 @@ def _text(answer: dict[str, Any]) -> str:
 
 @router.post("/infer")
 async def infer(
-    body: InferRequest, pipeline: PipelineDep, request_id: RequestIdDep, route: RouteHeader = None
+    body: InferRequest,
+    pipeline: PipelineDep,
+    settings: SettingsDep,
+    request_id: RequestIdDep,
+    route: RouteHeader = None,
 ) -> InferResponse:
     answer = await _ask(
-        pipeline, image_url=body.image_url, question=body.prompt, request_id=request_id, header_route=route
+        pipeline,
+        settings,
+        image_url=body.image_url,
+        question=body.prompt,
+        request_id=request_id,
+        header_route=route,
     )
     meta = FlashSightMeta.model_validate(answer["flashsight"])
     return InferResponse(
@@ -88,6 +107,7 @@ async def caption(
 @router.post("/chat")
 async def chat(
     pipeline: PipelineDep,
+    settings: SettingsDep,
     request_id: RequestIdDep,
     text: Annotated[str, Form(min_length=1)],
     image: Annotated[UploadFile | None, File()] = None,
@@ -95,6 +115,7 @@ async def chat(
 ) -> ChatSeedResponse:
     answer = await _ask(
         pipeline,
+        settings,
         image_url=await _upload_data_url(image),
         question=text,
         request_id=request_id,
@@ -112,6 +133,7 @@ async def chat(
 @router.post("/v1/multimodal/completion")
 async def multimodal_completion(
     pipeline: PipelineDep,
+    settings: SettingsDep,
     request_id: RequestIdDep,
     image: Annotated[UploadFile, File()],
     prompt: Annotated[str, Form(min_length=1)],
@@ -119,6 +141,7 @@ async def multimodal_completion(
 ) -> MultimodalResponse:
     answer = await _ask(
         pipeline,
+        settings,
         image_url=await _upload_data_url(image),
         question=prompt,
         request_id=request_id,
