@@ -274,6 +274,29 @@ async def test_vision_failure_is_503_with_retry_after(
         assert "vision" in resp.json()["error"]["message"]
 
 
+async def test_an_answer_past_the_request_deadline_is_504(
+    make_settings: Callable[..., GatewaySettings], vision: StubUpstream
+) -> None:
+    vision.behaviour.mode = "hang"  # vision_timeout_s is 1 s: the 0.3 s deadline comes first
+    async with gateway_client(make_settings(request_deadline_s=0.3)) as client:
+        for stream in (False, True):
+            resp = await post(client, chat_body(DIRECT_Q, unique_png(), stream=stream))
+            assert resp.status_code == 504, resp.text
+            assert resp.json()["error"]["code"] == "request_deadline_exceeded"
+            assert resp.headers["Retry-After"] == "5"
+
+
+async def test_too_much_text_is_400_before_any_model_is_called(
+    make_settings: Callable[..., GatewaySettings], vision: StubUpstream, reasoner: StubUpstream
+) -> None:
+    async with gateway_client(make_settings(max_text_chars=100)) as client:
+        resp = await post(client, chat_body("x" * 101, unique_png()))
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == "text_too_long"
+    assert resp.json()["error"]["param"] == "messages"
+    assert vision.chat_requests() == [] and reasoner.chat_requests() == []
+
+
 async def test_vision_4xx_is_passed_through(client: httpx.AsyncClient, vision: StubUpstream) -> None:
     vision.behaviour.mode = "reject_400"
     resp = await post(client, chat_body(DIRECT_Q, unique_png()))
