@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 import pytest
 from gateway.errors import (
     UpstreamOverloadedError,
@@ -155,3 +156,31 @@ async def test_readiness_reports_without_raising(stub, session) -> None:
     assert report["ready"] is False and report["status"] == 503
     down = UpstreamClient("x", "http://127.0.0.1:1", session, timeouts=FAST)
     assert (await down.readiness())["ready"] is False
+
+
+@pytest.mark.parametrize(
+    "event",
+    [b'data: ["not", "a", "chunk"]\n\n', b'data: "text"\n\n', b'data: {"choices": []}\xff\n\n'],
+    ids=["json-array", "json-string", "invalid-utf8"],
+)
+async def test_a_stream_event_that_is_not_a_json_object_is_a_protocol_error(session, event: bytes) -> None:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(event)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        client = UpstreamClient("vision", f"http://127.0.0.1:{port}", session, timeouts=FAST)
+        with pytest.raises(UpstreamProtocolError, match="vision sent an invalid stream"):
+            await collect(client)
+    finally:
+        await runner.cleanup()

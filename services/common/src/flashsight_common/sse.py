@@ -29,8 +29,8 @@ class SSEProtocolError(ValueError):
 async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[dict[str, Any]]:
     """Decode the JSON payloads of an SSE stream given as text lines; stops at ``[DONE]``.
 
-    Comment lines and non-``data`` fields are skipped. A payload that is not JSON raises
-    :class:`SSEProtocolError`.
+    Comment lines and non-``data`` fields are skipped. A payload that is not a JSON object
+    raises :class:`SSEProtocolError`.
     """
     buffer: list[str] = []
     async for raw in lines:
@@ -41,10 +41,7 @@ async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[dict[str, Any]
                 buffer.clear()
                 if data.strip() == "[DONE]":
                     return
-                try:
-                    yield json.loads(data)
-                except json.JSONDecodeError as exc:
-                    raise SSEProtocolError(f"upstream sent a non-JSON event: {data[:80]!r}") from exc
+                yield _decode(data)
             continue
         if line.startswith(":"):
             continue
@@ -54,7 +51,15 @@ async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[dict[str, Any]
     if buffer:
         data = "\n".join(buffer)
         if data.strip() != "[DONE]":
-            try:
-                yield json.loads(data)
-            except json.JSONDecodeError as exc:
-                raise SSEProtocolError(f"upstream sent a non-JSON event: {data[:80]!r}") from exc
+            yield _decode(data)
+
+
+def _decode(data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise SSEProtocolError(f"upstream sent a non-JSON event: {data[:80]!r}") from exc
+    if not isinstance(payload, dict):
+        # Every OpenAI stream event is an object; anything else would fail later, far from here.
+        raise SSEProtocolError(f"upstream sent an event that is not a JSON object: {data[:80]!r}")
+    return payload

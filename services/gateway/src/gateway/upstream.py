@@ -254,7 +254,10 @@ class UpstreamStream:
 
 async def _lines(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
     async for raw in resp.content:
-        yield raw.decode("utf-8")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SSEProtocolError(f"upstream sent a line that is not UTF-8: {raw[:80]!r}") from exc
 
 
 def _has_text(choice: Mapping[str, Any]) -> bool:
