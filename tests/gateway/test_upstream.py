@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 import pytest
+from aiohttp import web
 from gateway.errors import (
     UpstreamOverloadedError,
     UpstreamProtocolError,
