@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from flashsight_common.logs import JsonFormatter
+from flashsight_common.logs import TEXT_FORMAT, JsonFormatter
 from flashsight_common.requestid import RequestIdLogFilter
 from gateway.config import GatewaySettings
 
@@ -94,3 +94,29 @@ def test_settings_refuse_an_unknown_log_format() -> None:
     with pytest.raises(ValueError, match="log_format"):
         GatewaySettings(log_format="xml")  # type: ignore[arg-type]
     assert GatewaySettings(log_format="JSON").log_format == "json"  # type: ignore[arg-type]
+
+
+async def test_a_text_access_line_stays_one_line_whatever_the_caller_sends(
+    make_settings: Callable[..., GatewaySettings],
+) -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RequestIdLogFilter())
+    logger = logging.getLogger("gateway.access")
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        async with gateway_client(make_settings(log_prompts=True)) as client:
+            await client.get("/nothing%0a2099-01-01 INFO gateway.access forged")
+            await client.post(
+                "/v1/chat/completions", json=chat_body("订单号?\nforged line\u2028too", unique_png())
+            )
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2, lines
+    assert "/nothing\\n2099-01-01" in lines[0]
+    assert "订单号?\\nforged line\\u2028too" in lines[1]

@@ -10,6 +10,7 @@ bytes nor keys, and the prompt only when ``GATEWAY_LOG_PROMPTS=true``.
 from __future__ import annotations
 
 import logging
+import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,9 @@ from gateway.schemas import FlashSightMeta
 logger = logging.getLogger("gateway.access")
 
 _PROMPT_LOG_CHARS = 500
+# A text log line must stay one line: the path and the prompt are the caller's, and a
+# decoded %0a in a path would otherwise start a forged line. (JSON lines escape them anyway.)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # Probes and scrapes would drown the log at info level, and are not "in flight" work.
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -92,7 +96,11 @@ class AccessRecorder:
             fields["prompt"] = record.prompt[:_PROMPT_LOG_CHARS]
         level = logging.DEBUG if path in QUIET_PATHS else logging.INFO
         summary = " ".join(f"{k}={_short(v)}" for k, v in fields.items() if k not in ("method", "path"))
-        logger.log(level, "%s %s %s", method, path, summary, extra={"fields": fields})
+        logger.log(level, "%s %s %s", method, _escaped(path), _escaped(summary), extra={"fields": fields})
+
+
+def _escaped(text: str) -> str:
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _short(value: Any) -> str:
