@@ -4,7 +4,7 @@ Keys come from ``GATEWAY_API_KEYS`` (comma-separated) and/or ``GATEWAY_API_KEYS_
 (one per line, ``#`` starts a comment). Only their SHA-256 digests are kept in memory;
 a presented key is hashed and compared with :func:`hmac.compare_digest` against *every*
 stored digest (no early exit), so timing says nothing about which key or how much of it
-matched. No key configured → the gateway is open, which :func:`load_keys` callers log
+matched. No key configured → the gateway is open, which ``create_app`` logs
 loudly at start-up.
 
 The caller's identity for rate limiting is a short prefix of the key's digest (never

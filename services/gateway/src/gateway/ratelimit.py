@@ -82,7 +82,7 @@ class RateLimiter:
         self.item = RateLimitItemPerMinute(per_minute)
         self.fail_open = fail_open
         self.skipped_unavailable = 0
-        """Requests let through unlimited because Redis was down (exported as a metric)."""
+        """Requests let through unlimited because Redis was down (a count in this process, not a metric)."""
         storage = RedisStorage(
             "async+redis://shared-pool:6379",  # parsed only: the connection pool below is used
             implementation="redispy",

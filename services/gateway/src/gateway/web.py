@@ -48,10 +48,7 @@ def page_config(settings: GatewaySettings) -> dict[str, Any]:
         "max_images": settings.max_images_per_request,
         "accepted_types": list(ACCEPTED_MIME_TYPES),
         "models": list(MODEL_ROUTES),
-        # getattr: the key settings belong to the auth layer, which may be absent in a slim build
-        "auth_required": bool(
-            getattr(settings, "api_keys", None) or getattr(settings, "api_keys_file", None)
-        ),
+        "auth_required": bool(settings.api_keys or settings.api_keys_file),
     }
 
 
