@@ -38,11 +38,15 @@ async def test_a_declared_size_over_the_limit_is_413_saying_what_is_accepted() -
     async with make_client() as client:
         resp = await client.post("/echo", content=b"x" * (LIMIT + 1))
     assert resp.status_code == 413 and resp.headers["connection"] == "close"
-    assert resp.json() == {"error": {
-        "message": f"request body is {LIMIT + 1} bytes; at most {LIMIT} bytes are accepted "
-                   "(send smaller or fewer images)",
-        "type": "invalid_request_error", "param": None, "code": "payload_too_large",
-    }}
+    assert resp.json() == {
+        "error": {
+            "message": f"request body is {LIMIT + 1} bytes; at most {LIMIT} bytes are accepted "
+            "(send smaller or fewer images)",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "payload_too_large",
+        }
+    }
 
 
 async def test_a_chunked_body_is_counted_while_read() -> None:
@@ -58,6 +62,31 @@ async def test_a_content_length_that_is_no_number_is_400_with_the_service_code(c
         resp = await client.post("/echo", content=b"{}", headers={"Content-Length": "12abc"})
     assert resp.status_code == 400
     assert resp.json()["error"] == {
-        "message": "invalid Content-Length header '12abc'", "type": "invalid_request_error",
-        "param": None, "code": code,
+        "message": "invalid Content-Length header '12abc'",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": code,
     }
+
+
+async def test_a_non_ascii_digit_content_length_is_400_not_a_crash() -> None:
+    # "²" passes str.isdigit() but not int(); the raw ASGI scope carries it as latin-1 bytes.
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def never_called(scope: object, receive: object, send: object) -> None:
+        raise AssertionError("the app must not see a request with a broken Content-Length")
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/echo",
+        "headers": [(b"content-length", "²".encode("latin-1"))],
+    }
+    await BodySizeLimitMiddleware(never_called, max_bytes=LIMIT)(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400

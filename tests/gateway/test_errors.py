@@ -145,5 +145,9 @@ async def test_a_bug_is_a_500_in_the_same_shape(
 
     monkeypatch.setattr(Pipeline, "prepare", broken)
     async with gateway_client(make_settings(), raise_app_exceptions=False) as client:
-        resp = await client.post("/v1/chat/completions", json=chat_body("hi"))
-    assert_error(resp, 500, "internal_error", "RuntimeError: boom")
+        resp = await client.post(
+            "/v1/chat/completions", json=chat_body("hi"), headers={"X-Request-ID": "bug-500-test"}
+        )
+    assert_error(resp, 500, "internal_error", "internal error (RuntimeError)")
+    assert "boom" not in resp.json()["error"]["message"]
+    assert "bug-500-test" in resp.json()["error"]["message"]  # the id finds the log lines

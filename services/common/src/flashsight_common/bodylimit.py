@@ -32,7 +32,8 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = header(scope, "content-length")
-        if declared is not None and not declared.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
             refusal = f"invalid Content-Length header {declared!r}"
             await _send_error(scope, send, 400, refusal, code=self.bad_length_code)
             return

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flashsight_common.errors import describe_validation_errors, error_body
+from flashsight_common.requestid import read_request_id
 
 Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 
@@ -73,11 +74,14 @@ def unexpected_error(logger: logging.Logger) -> Handler:
     """The 500 handler, logging to the service's own ``errors`` logger."""
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
-        # A 500 is a bug: log it with the traceback, say as little as is useful.
+        # A 500 is a bug: log it with the traceback, and tell the caller only how to find it.
+        # The exception's text stays in the log: it can carry paths, hosts or data.
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(
-            500, f"internal error: {type(exc).__name__}: {exc}", type="server_error", code="internal_error"
+        message = (
+            f"internal error ({type(exc).__name__}); the server log has the details "
+            f"under request id {await read_request_id(request)}"
         )
+        return error_response(500, message, type="server_error", code="internal_error")
 
     return handle
 
