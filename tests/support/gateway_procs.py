@@ -19,7 +19,12 @@ __all__ = ["ConnectionCounter", "RedisProcess", "gateway_process", "stub_process
 
 
 def stub_process(
-    model: str, *, latency_ms: float = 5, piece_delay_ms: float = 0, answer: str | None = None
+    model: str,
+    *,
+    latency_ms: float = 5,
+    piece_delay_ms: float = 0,
+    answer: str | None = None,
+    record: bool = False,
 ) -> ServiceProcess:
     """An OpenAI stub upstream as a real process (not started)."""
     argv = [
@@ -37,6 +42,8 @@ def stub_process(
     ]
     if answer is not None:
         argv += ["--answer", answer]
+    if record:
+        argv.append("--record")  # the bodies it received: GET /_stub/requests
     return ServiceProcess(argv, name=f"stub-{model}", startup_timeout=30)
 
 

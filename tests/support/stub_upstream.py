@@ -14,6 +14,9 @@ In a test::
 As a process (the bench's "20 ms stub upstream")::
 
     python -m tests.support.stub_upstream --port 8181 --latency-ms 20 --model ocr-lite
+
+With ``--record`` the process keeps what it received, for a test in another process to
+read from ``GET /_stub/requests`` (off by default: the long-running bench stub would grow).
 """
 
 from __future__ import annotations
@@ -95,6 +98,7 @@ class StubUpstream:
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/_stub/requests", self._recorded)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -122,6 +126,10 @@ class StubUpstream:
                 "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "stub"}],
             }
         )
+
+    async def _recorded(self, request: web.Request) -> web.Response:
+        # What a test in another process asks: the chat bodies received so far (empty unless recording).
+        return web.json_response(self.chat_requests())
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -295,7 +303,7 @@ async def _serve(args: argparse.Namespace) -> None:
         behaviour=StubBehaviour(
             answer=args.answer, latency_s=args.latency_ms / 1000, piece_delay_s=args.piece_delay_ms / 1000
         ),
-        record=False,
+        record=args.record,
     )
     async with stub:
         print(f"stub upstream {stub.model!r} on {stub.url} (latency {args.latency_ms} ms)", flush=True)
@@ -309,6 +317,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--answer", default="stub answer")
     parser.add_argument("--piece-delay-ms", type=float, default=0.0, help="pause between streamed pieces")
+    parser.add_argument(
+        "--record", action="store_true", help="keep every request body; GET /_stub/requests lists them"
+    )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(parser.parse_args()))
 

@@ -112,7 +112,7 @@ async def relay(
     error: dict[str, Any] | None = None
     try:
         yield encode_event(writer.chunk(delta=Delta(role="assistant", content="")))
-        if job.meta.degraded:
+        if job.meta.notice:  # vision answers alone; a load-shed answer is degraded but needs no notice
             yield encode_event(writer.chunk(delta=Delta(content=f"{DEGRADED_NOTICE}\n")))
         async for chunk in source:
             if chunk.get("usage"):
