@@ -13,10 +13,11 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 from modelserver.backend import DiscardSink, SamplingParams
-from modelserver.decoding import decode_batch
+from modelserver.decoding import RowResult, decode_batch
 from reasoner.config import ReasonerSettings
 from reasoner.embedded import lookup, prepare
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -59,8 +60,11 @@ def main() -> None:
     print(f"load from cache ({args.dtype}): {time.perf_counter() - started:.1f} s")
     params = SamplingParams(max_tokens=args.tokens, temperature=0.7, seed=0)
     prompt_of = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True, return_dict=False
+        cast(
+            "list[int]",
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True, return_dict=False
+            ),
         )
         for q in QUESTIONS
     ]
@@ -69,9 +73,14 @@ def main() -> None:
         prompts = [prompt_of[i % len(prompt_of)] for i in range(size)]
         sink = StreamingSink()
         started = time.perf_counter()
-        results = decode_batch(model, tokenizer, prompts, [params] * size, sink, eos_ids=set())
+        generated = 0
+
+        def count(_index: int, result: RowResult) -> None:
+            nonlocal generated
+            generated += result.completion_tokens
+
+        decode_batch(model, tokenizer, prompts, [params] * size, sink, eos_ids=set(), on_result=count)
         elapsed = time.perf_counter() - started
-        generated = sum(r.completion_tokens for r in results)
         print(
             f"batch {size}: {generated} tokens in {elapsed:.2f} s = "
             f"{generated / elapsed:.1f} tok/s aggregate, "

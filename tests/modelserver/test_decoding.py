@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,18 @@ def run(
     sink: RecordingSink | None = None,
     **kwargs: Any,
 ) -> tuple[list[Any], RecordingSink]:
+    """Decode, gathering each row's result from ``on_result`` into a list in request order."""
     sink = sink or RecordingSink()
     kwargs.setdefault("eos_ids", NO_EOS)
-    return decode_batch(model, tokenizer, prompts, params, sink, **kwargs), sink
+    results: dict[int, Any] = {}
+
+    def keep(index: int, result: Any) -> None:
+        assert index not in results, "one result per row"
+        results[index] = result
+
+    decode_batch(model, tokenizer, prompts, params, sink, on_result=keep, **kwargs)
+    assert sorted(results) == list(range(len(results)))
+    return [results[i] for i in range(len(results))], sink
 
 
 def test_batched_greedy_equals_each_prompt_alone_and_full_recomputation(model, tokenizer, prompts) -> None:
@@ -308,3 +318,43 @@ def test_a_batch_that_never_empties_keeps_its_kv_cache_as_short_as_its_live_rows
     assert max(widths) <= max(len(p) for p in prompts[:2]) + short.max_tokens + 2
     alone = {i: run(model, tokenizer, [prompts[i]], [short])[0][0].token_ids for i in (0, 1)}
     assert [r.token_ids for r in results] == [alone[0]] + [alone[k % 2] for k in range(30)]
+
+
+class AnyToken:
+    """A constraint that allows every token: only here to be watched by a weak reference."""
+
+    terminated = False
+
+    def mask(self, logits: Any, *, remaining: int) -> None:
+        pass
+
+    def accept(self, token: int) -> bool:
+        return True
+
+
+def test_a_batch_that_keeps_admitting_forgets_each_row_when_it_finishes(model, tokenizer, prompts) -> None:
+    # Steady load: 200 two-token requests join one batch, one per step, so it never empties.
+    # Each row's state (prompt, detokenizer, constraint, result) must go when the row ends,
+    # not when the batch does; the constraints stand for it, watched by weak references.
+    short = SamplingParams(max_tokens=2, temperature=0.0)
+    watched: list[weakref.ref[AnyToken]] = []
+    alive_at_join: list[int] = []
+    tokens_per_row: dict[int, int] = {}
+
+    def join(running: int) -> list[JoiningRow]:
+        alive_at_join.append(sum(ref() is not None for ref in watched))
+        if len(watched) >= 200:
+            return []
+        constraint = AnyToken()
+        watched.append(weakref.ref(constraint))
+        return [JoiningRow(prompts[len(watched) % 2], short, constraint)]
+
+    def count(index: int, result: Any) -> None:
+        tokens_per_row[index] = result.completion_tokens  # the result itself is not kept
+
+    decode_batch(model, tokenizer, [prompts[0]], [short], RecordingSink(), eos_ids=NO_EOS, join=join,
+                 on_result=count)
+    assert tokens_per_row == dict.fromkeys(range(201), 2)
+    # A row lives 2 steps: at most the rows still decoding are held, never the 200 served.
+    assert max(alive_at_join) <= 3, max(alive_at_join)
+    assert all(ref() is None for ref in watched)

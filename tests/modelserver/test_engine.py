@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -155,7 +158,7 @@ async def test_backend_exception_fails_every_request_of_the_batch(make_engine) -
 
 
 async def test_one_failed_row_does_not_fail_its_batch(make_engine) -> None:
-    engine = make_engine(FakeBackend(step_s=0.001), max_wait_s=0.1)
+    engine: Engine = make_engine(FakeBackend(step_s=0.001), max_wait_s=0.1)
     bad, good = await asyncio.gather(
         engine.complete(request("say:badrow")), engine.complete(request("say:good")), return_exceptions=True
     )
@@ -218,3 +221,71 @@ async def test_stop_fails_waiting_requests_and_cancels_the_running_batch() -> No
         await asyncio.wait_for(waiting, 2)
     assert (await asyncio.wait_for(running, 2)).finish_reason == "stop"
     assert backend.decode_steps[running_request.request_id] < 100
+
+
+class JoiningBackend:
+    """A continuous-batching backend: admits queued requests between steps until told to end.
+
+    Each row decodes ``steps`` tokens; the batch keeps polling ``sink.admit`` even when it is
+    empty, so one batch serves every request until ``end`` is set (steady load, never ends).
+    It keeps nothing of a finished row, as a real backend must not.
+    """
+
+    model_id = "joining"
+
+    def __init__(self, *, steps: int = 2, step_s: float = 0.001) -> None:
+        self.steps = steps
+        self.step_s = step_s
+        self.end = threading.Event()
+        self.held: list[int] = []
+        """How many rows the engine's sink held at each step."""
+
+    def load(self) -> None: ...
+    def warmup(self) -> None: ...
+
+    def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
+        remaining = dict.fromkeys(range(len(batch)), self.steps)
+        next_index = len(batch)
+        while remaining or not self.end.is_set():
+            for index in list(remaining):
+                if remaining[index] == 0:
+                    sink.finish(index, finish_reason="length", prompt_tokens=1, completion_tokens=self.steps)
+                    del remaining[index]
+                else:
+                    sink.emit(index, "x")
+                    remaining[index] -= 1
+            self.held.append(len(sink.live_rows()))  # type: ignore[attr-defined]
+            joined = len(sink.admit(len(remaining)))  # type: ignore[attr-defined]
+            remaining.update(dict.fromkeys(range(next_index, next_index + joined), self.steps))
+            next_index += joined
+            time.sleep(self.step_s)
+
+
+class TracedRequest(GenerationRequest):
+    """A request a weak reference can watch (the real one has slots and no ``__weakref__``)."""
+
+
+async def test_a_batch_that_never_ends_holds_only_its_live_requests(make_engine) -> None:
+    # Steady load: 200 short requests join one running batch over time. The engine must let
+    # go of each finished request at once, not when the batch ends (it never does here).
+    backend = JoiningBackend()
+    engine = make_engine(backend, max_batch_size=4, max_wait_s=0.0)
+    served: list[weakref.ref[GenerationRequest]] = []
+    try:
+        for wave in range(25):
+            hello = [ChatMessage(role="user", content="hi")]
+            requests = [TracedRequest(f"w{wave}r{i}", hello, SamplingParams(max_tokens=2)) for i in range(8)]
+            served += [weakref.ref(r) for r in requests]
+            answers = await asyncio.gather(*(engine.complete(r) for r in requests))
+            assert [a.text for a in answers] == ["xx"] * 8
+            del requests, answers
+        gc.collect()
+        alive = [ref for ref in served if ref() is not None]
+        assert engine.batches_run == 1  # still the first batch: it has served all 200
+        # Only the batch's first requests (the backend's own ``batch`` argument) may remain.
+        assert len(alive) <= 4, f"{len(alive)} of 200 finished requests are still held"
+        assert max(backend.held) <= 4
+    finally:
+        backend.end.set()
+    assert engine.rows_joined >= 196
+

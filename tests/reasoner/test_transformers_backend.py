@@ -315,3 +315,19 @@ async def test_a_request_joins_the_running_batch_through_the_engine(tiny_glm: Tr
     assert first_delta.text + rest.text == alone[0].text[0]  # joining does not change answers
     assert joined.text == alone[1].text[0]
     assert joined.completion_tokens == 16 and rest.finish_reason == "length"
+
+
+def test_the_row_to_position_map_holds_live_rows_only() -> None:
+    # Under continuous batching the batch may never end: a finished row's entry must go.
+    from reasoner.backends.transformers_backend import _SubsetSink
+
+    sink = RecordingSink()
+    subset = _SubsetSink(sink)
+    for position in (0, 2, 3):  # position 1 failed before decoding
+        subset.add(position)
+    subset.emit(1, "hi")
+    subset.finish(1, finish_reason="stop")
+    subset.fail(0, RuntimeError("bad"))
+    assert subset.held == 1
+    subset.emit(2, "there")
+    assert sink.text == {2: "hi", 3: "there"} and set(sink.finished) == {2} and set(sink.failed) == {0}

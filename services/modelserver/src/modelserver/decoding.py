@@ -17,6 +17,11 @@
    (:mod:`modelserver.kv_batch`), so a request never waits for a whole batch to end.
    Needs a plain dynamic KV cache and no per-row model state; otherwise nobody joins.
 
+Nothing per request outlives its row: a row's state (prompt, detokenizer, constraint,
+result) is dropped when it finishes, and its :class:`RowResult` is handed to the optional
+``on_result`` callback rather than collected, because under continuous batching a batch
+may never end.
+
 Text is streamed through ``sink.emit`` as it decodes. Detokenisation is incremental
 (TGI's prefix/read offsets): only the newly stable suffix is emitted, and never while the
 tail is an incomplete UTF-8 sequence (U+FFFD), so a multi-byte character split across
@@ -85,6 +90,10 @@ Joiner = Callable[[int], Sequence[JoiningRow]]
 """Called at each step boundary with the number of rows still decoding; returns rows to add.
 
 Their sink indices follow the batch's: the first joiner is ``len(prompts)``, and so on."""
+
+
+ResultCallback = Callable[[int, "RowResult"], None]
+"""Called once per request index when its row ends, with what the row produced."""
 
 
 @dataclass(slots=True)
@@ -166,18 +175,21 @@ def decode_batch(
     skip_special_tokens: bool = True,
     constraints: Sequence[LogitsConstraint | None] | None = None,
     join: Joiner | None = None,
-) -> list[RowResult]:
-    """Decode ``prompts`` (token ids) together, streaming to ``sink``; one result per row.
+    on_result: ResultCallback | None = None,
+) -> None:
+    """Decode ``prompts`` (token ids) together, streaming to ``sink``, until no row is left.
 
     ``sink.finish`` is called exactly once per row (``sink.fail`` instead for a prompt that
-    does not fit ``max_context``). Runs under ``torch.inference_mode``.
+    does not fit ``max_context``); then ``on_result(index, result)`` gets the row's
+    :class:`RowResult` (``finish_reason`` None if it failed) and the loop forgets the row.
+    Runs under ``torch.inference_mode``.
     """
     if len(prompts) != len(params):
         raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
     if constraints is not None and len(constraints) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts but {len(constraints)} constraints")
     with torch.inference_mode():
-        return _Decoder(
+        _Decoder(
             model,
             tokenizer,
             prompts,
@@ -189,7 +201,21 @@ def decode_batch(
             skip_special_tokens=skip_special_tokens,
             constraints=constraints,
             join=join,
+            on_result=on_result,
         ).run()
+
+
+@dataclass(slots=True)
+class _Row:
+    """One request's decode state, kept from its admission until it ends."""
+
+    prompt: Sequence[int]
+    params: SamplingParams
+    result: RowResult
+    detok: IncrementalDetokenizer
+    limit: int
+    """How many tokens the row may generate: max_tokens, capped by the context."""
+    constraint: LogitsConstraint | None
 
 
 class _Decoder:
@@ -209,50 +235,50 @@ class _Decoder:
         skip_special_tokens: bool,
         constraints: Sequence[LogitsConstraint | None] | None = None,
         join: Joiner | None = None,
+        on_result: ResultCallback | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
         self.sink = sink
         self.join = join
+        self.on_result = on_result
         self.max_context = max_context
         self.extra_inputs = dict(extra_inputs or {})
         self.device = torch.device(model.device)
         self.eos = set(eos_ids) if eos_ids is not None else eos_token_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = int(pad if pad is not None else next(iter(self.eos), 0))
-        # Per request, indexed like the sink; requests that join mid-batch are appended.
-        self.prompts: list[Sequence[int]] = []
-        self.params: list[SamplingParams] = []
-        self.results: list[RowResult] = []
-        self.detoks: list[IncrementalDetokenizer] = []
-        self.limits: list[int] = []
-        self.constraints: list[LogitsConstraint | None] = []
+        # The rows not yet ended, by request index (the sink's); joiners get the next indices.
+        self.rows: dict[int, _Row] = {}
+        self.next_index = 0
         for i, prompt in enumerate(prompts):
             self._add_row(prompt, params[i], constraints[i] if constraints is not None else None)
 
     def _add_row(
         self, prompt: Sequence[int], params: SamplingParams, constraint: LogitsConstraint | None
-    ) -> None:
-        self.prompts.append(prompt)
-        self.params.append(params)
-        self.results.append(RowResult(prompt_tokens=len(prompt)))
-        self.detoks.append(
-            IncrementalDetokenizer(self.tokenizer, skip_special_tokens=self.skip_special_tokens)
-        )
-        self.constraints.append(constraint)
-        # How many tokens the row may generate: max_tokens, capped by the context.
+    ) -> int:
         wanted = max(0, params.max_tokens)
-        self.limits.append(
-            wanted if self.max_context is None else min(wanted, max(0, self.max_context - len(prompt)))
-        )
+        limit = wanted if self.max_context is None else min(wanted, max(0, self.max_context - len(prompt)))
+        detok = IncrementalDetokenizer(self.tokenizer, skip_special_tokens=self.skip_special_tokens)
+        index = self.next_index
+        result = RowResult(prompt_tokens=len(prompt))
+        self.rows[index] = _Row(prompt, params, result, detok, limit, constraint)
+        self.next_index += 1
+        return index
+
+    def _end(self, index: int) -> None:
+        """Forget a row that finished or failed, handing its result to ``on_result``."""
+        row = self.rows.pop(index)
+        if self.on_result is not None:
+            self.on_result(index, row.result)
 
     # -- the loop -------------------------------------------------------------------------
 
-    def run(self) -> list[RowResult]:
-        active = self._admit(range(len(self.prompts)))
+    def run(self) -> None:
+        active = self._admit(list(self.rows))
         if not active:
-            return self.results
+            return
         extra = {key: _to_device(value, self.device) for key, value in self.extra_inputs.items()}
         batch = self._prefill(active, extra)
         joinable = self.join is not None and can_merge(batch.cache, self.model)
@@ -263,7 +289,7 @@ class _Decoder:
                 batch.temperature,
                 batch.top_p,
                 batch.generators,
-                any_sampling=any(not self.params[i].greedy for i in batch.active),
+                any_sampling=any(not self.rows[i].params.greedy for i in batch.active),
             )
             keep = self._advance(batch.active, tokens.tolist(), probs.tolist())
             if len(keep) < len(batch.active):  # drop finished rows from every per-row tensor
@@ -273,11 +299,10 @@ class _Decoder:
                 self._step(batch, tokens)
             if joinable and (joined := self._join(len(batch.active))):
                 batch.merge(self._prefill(joined, {}))
-        return self.results
 
     def _prefill(self, rows: list[int], extra: Mapping[str, Any]) -> RunningBatch:
         """One forward pass over ``rows``' prompts (left-padded): their state for decoding."""
-        input_ids, attention_mask, position_ids = self._left_pad([self.prompts[i] for i in rows])
+        input_ids, attention_mask, position_ids = self._left_pad([self.rows[i].prompt for i in rows])
         out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -287,6 +312,7 @@ class _Decoder:
             logits_to_keep=1,
             **extra,
         )
+        params = [self.rows[i].params for i in rows]
         return RunningBatch(
             active=list(rows),
             logits=out.logits[:, -1, :],
@@ -294,10 +320,10 @@ class _Decoder:
             attention_mask=attention_mask,
             next_position=position_ids[:, -1:] + 1,
             temperature=torch.tensor(
-                [max(self.params[i].temperature, 0.0) for i in rows], dtype=torch.float32, device=self.device
+                [max(p.temperature, 0.0) for p in params], dtype=torch.float32, device=self.device
             ),
-            top_p=torch.tensor([self.params[i].top_p for i in rows], dtype=torch.float32, device=self.device),
-            generators=[self._generator(self.params[i]) for i in rows],
+            top_p=torch.tensor([p.top_p for p in params], dtype=torch.float32, device=self.device),
+            generators=[self._generator(p) for p in params],
         )
 
     def _step(self, batch: RunningBatch, tokens: torch.Tensor) -> None:
@@ -320,37 +346,36 @@ class _Decoder:
     def _join(self, running: int) -> list[int]:
         """Requests that join at this step boundary (their indices), admitted like the first ones."""
         assert self.join is not None
-        first = len(self.prompts)
-        for row in self.join(running):
-            self._add_row(row.prompt, row.params, row.constraint)
-        return self._admit(range(first, len(self.prompts))) if len(self.prompts) > first else []
+        joined = [self._add_row(row.prompt, row.params, row.constraint) for row in self.join(running)]
+        return self._admit(joined) if joined else []
 
     def _constrain(self, logits: torch.Tensor, active: list[int]) -> None:
         """Let each constrained row mask its own logits (a no-op when no row has a constraint)."""
         for j, i in enumerate(active):
-            constraint = self.constraints[i]
-            if constraint is not None:
-                remaining = self.limits[i] - len(self.results[i].token_ids)
-                constraint.mask(logits[j : j + 1], remaining=remaining)
+            row = self.rows[i]
+            if row.constraint is not None:
+                remaining = row.limit - len(row.result.token_ids)
+                row.constraint.mask(logits[j : j + 1], remaining=remaining)
 
     def _admit(self, indices: Iterable[int]) -> list[int]:
         """The rows that need a forward pass; the others are finished or failed right away."""
         active = []
         for i in indices:
-            prompt = self.prompts[i]
-            if not prompt:
-                self.sink.fail(i, InvalidRequestError("the prompt is empty after applying the chat template"))
-            elif self.limits[i] == 0 and self.params[i].max_tokens > 0:
-                self.sink.fail(
+            row = self.rows[i]
+            prompt_tokens = len(row.prompt)
+            if not row.prompt:
+                self._fail(i, InvalidRequestError("the prompt is empty after applying the chat template"))
+            elif row.limit == 0 and row.params.max_tokens > 0:
+                self._fail(
                     i,
                     InvalidRequestError(
-                        f"the prompt is {len(prompt)} tokens, which fills the model's context; shorten it",
+                        f"the prompt is {prompt_tokens} tokens, which fills the model's context; shorten it",
                         param="messages",
                         code="context_length_exceeded",
                     ),
                 )
-            elif self.limits[i] == 0 or self.sink.is_cancelled(i):
-                self._finish(i, "length" if self.limits[i] == 0 else "stop")
+            elif row.limit == 0 or self.sink.is_cancelled(i):
+                self._finish(i, "length" if row.limit == 0 else "stop")
             else:
                 active.append(i)
         return active
@@ -359,22 +384,21 @@ class _Decoder:
         """Record one sampled token per active row; the batch positions of rows that go on."""
         keep = []
         for j, i in enumerate(active):
-            result = self.results[i]
-            token = tokens[j]
+            row = self.rows[i]
+            result, constraint, token = row.result, row.constraint, tokens[j]
             result.token_ids.append(token)
             result.prob_sum += probs[j]
-            constraint = self.constraints[i]
             if constraint is not None:
                 constraint.accept(token)
             if token in self.eos:
                 self._finish(i, "stop")
                 continue
-            if text := self.detoks[i].step(result.token_ids):
+            if text := row.detok.step(result.token_ids):
                 result.text += text
                 self.sink.emit(i, text)
             if constraint is not None and constraint.terminated:
                 self._finish(i, "stop")
-            elif len(result.token_ids) >= self.limits[i]:
+            elif len(result.token_ids) >= row.limit:
                 self._finish(i, "length")
             elif self.sink.is_cancelled(i):
                 self._finish(i, "stop")
@@ -382,9 +406,14 @@ class _Decoder:
                 keep.append(j)
         return keep
 
+    def _fail(self, index: int, error: Exception) -> None:
+        self.sink.fail(index, error)
+        self._end(index)
+
     def _finish(self, index: int, reason: str) -> None:
-        result = self.results[index]
-        if tail := self.detoks[index].flush(result.token_ids):
+        row = self.rows[index]
+        result = row.result
+        if tail := row.detok.flush(result.token_ids):
             result.text += tail
             self.sink.emit(index, tail)
         result.finish_reason = reason
@@ -395,6 +424,7 @@ class _Decoder:
             completion_tokens=result.completion_tokens,
             confidence=result.confidence,
         )
+        self._end(index)
 
     # -- tensors --------------------------------------------------------------------------
 

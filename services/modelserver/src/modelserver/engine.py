@@ -10,7 +10,8 @@ to stop decoding (stop string matched, or the caller went away).
 Continuous batching: a backend that can add rows to a batch already decoding calls
 ``sink.admit(running)`` between steps; it gets the requests queued meanwhile (up to the
 free slots of ``max_batch_size``), so a request that just missed a batch starts after one
-step instead of after the whole batch.
+step instead of after the whole batch. The sink forgets each row as soon as it finishes
+or fails, so a batch that never ends holds its live rows only, not every request served.
 """
 
 from __future__ import annotations
@@ -104,24 +105,37 @@ class _Row:
 
 
 class _Sink:
-    """The :class:`~modelserver.backend.BatchSink` the worker passes to ``backend.generate``."""
+    """The :class:`~modelserver.backend.BatchSink` the worker passes to ``backend.generate``.
 
-    def __init__(self, rows: list[_Row], take: Callable[[int], list[_Row]]) -> None:
-        self._rows = rows
+    Holds only the rows still being served: a row is released as soon as it finishes or
+    fails, so a batch that never ends (requests keep joining under steady load) keeps
+    the state of its live rows, not of every request it has served. A released index
+    reads as done: ``is_cancelled`` is true, ``emit``/``finish``/``fail`` are no-ops.
+    """
+
+    def __init__(self, rows: Sequence[_Row], take: Callable[[int], list[_Row]]) -> None:
+        self._rows: dict[int, _Row] = dict(enumerate(rows))
+        self._next_index = len(rows)
         self._take = take
+
+    def live_rows(self) -> list[_Row]:
+        """The rows not yet released (a snapshot: safe to read from another thread)."""
+        return list(self._rows.values())
 
     def admit(self, running: int) -> list[GenerationRequest]:
         """Queued requests that join the running batch (``running`` rows still decode).
 
-        Their indices follow the batch's current ones, in order.
+        Their indices follow the last index handed out, in order.
         """
         joined = self._take(running)
-        self._rows.extend(joined)
+        for row in joined:
+            self._rows[self._next_index] = row
+            self._next_index += 1
         return [row.request for row in joined]
 
     def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
-        row = self._rows[index]
-        if row.done or row.cancelled or not text:
+        row = self._row(index)
+        if row is None or row.done or row.cancelled or not text:
             return
         if reasoning:  # stop strings apply to the answer, not to the model's thinking
             row.push(TextDelta(text, reasoning=True))
@@ -136,8 +150,8 @@ class _Sink:
         self, index: int, *, finish_reason: str, prompt_tokens: int, completion_tokens: int,
         confidence: float | None = None,
     ) -> None:
-        row = self._rows[index]
-        if row.done:
+        row = self._release(index)
+        if row is None or row.done:
             return
         if row.matcher.matched:
             finish_reason = "stop"
@@ -148,11 +162,24 @@ class _Sink:
         row.push(Finished(finish_reason, prompt_tokens, completion_tokens, confidence, ttft))
 
     def fail(self, index: int, error: Exception) -> None:
-        self._rows[index].fail(_as_model_server_error(error))
+        row = self._release(index)
+        if row is not None:
+            row.fail(_as_model_server_error(error))
 
     def is_cancelled(self, index: int) -> bool:
-        row = self._rows[index]
-        return row.cancelled or row.done
+        row = self._row(index)
+        return row is None or row.cancelled or row.done
+
+    def _row(self, index: int) -> _Row | None:
+        """The live row at ``index``; None once released. An index never handed out is a bug."""
+        if not 0 <= index < self._next_index:
+            raise IndexError(f"batch index {index} out of range (0..{self._next_index - 1})")
+        return self._rows.get(index)
+
+    def _release(self, index: int) -> _Row | None:
+        row = self._row(index)
+        self._rows.pop(index, None)
+        return row
 
 
 class RequestHandle:
@@ -195,7 +222,7 @@ class Engine:
         self._queue: queue.Queue[_Row] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._running_rows: Sequence[_Row] = ()
+        self._running: _Sink | None = None
         self.batch_sizes: Counter[int] = Counter()
         """How many batches of each size ran (size → count): for metrics and tests."""
         self.batches_run = 0
@@ -221,7 +248,8 @@ class Engine:
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop taking work, cancel running rows, fail queued requests, and join the worker."""
         self._stopping.set()
-        for row in self._running_rows:
+        running = self._running
+        for row in running.live_rows() if running is not None else ():
             row.cancelled = True
         if self._thread is not None:
             self._thread.join(timeout)
@@ -306,25 +334,26 @@ class Engine:
         return taken
 
     def _run_batch(self, rows: list[_Row]) -> None:
+        size = len(rows)
         self.batches_run += 1
-        self.batch_sizes[len(rows)] += 1
+        self.batch_sizes[size] += 1
         if self._on_batch is not None:
-            self._on_batch(len(rows))
-        self._running_rows = rows
+            self._on_batch(size)
         sink = _Sink(rows, self._take_joiners)
+        self._running = sink
         try:
             self._backend.generate([row.request for row in rows], sink)
         except Exception as exc:
             error = _as_model_server_error(exc)
             if not isinstance(exc, ModelServerError):
-                logger.exception("backend %s failed on a batch of %d", self._backend.model_id, len(rows))
-            for row in rows:
+                logger.exception("backend %s failed on a batch of %d", self._backend.model_id, size)
+            for row in sink.live_rows():
                 row.fail(error)
         else:
-            for row in rows:
+            for row in sink.live_rows():
                 row.fail(BackendError("the model backend returned without finishing this request"))
         finally:
-            self._running_rows = ()
+            self._running = None
 
 
 def _as_model_server_error(exc: Exception) -> ModelServerError:

@@ -91,7 +91,7 @@ class TransformersBackend:
     def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
         from modelserver.decoding import decode_batch
 
-        subset = _SubsetSink(sink, [])
+        subset = _SubsetSink(sink)
         rows = self._prepare(batch, sink, subset, first=0)
         if not rows:
             return
@@ -133,26 +133,40 @@ class TransformersBackend:
                 sink.fail(position, exc)
                 continue
             rows.append(JoiningRow(prompt, request.sampling, constraint))
-            subset.positions.append(position)
+            subset.add(position)
         return rows
 
 
 class _SubsetSink:
-    """Maps the decode loop's row numbers back to batch positions (some rows failed early)."""
+    """Maps the decode loop's row numbers back to batch positions (some rows failed early).
 
-    def __init__(self, sink: BatchSink, positions: list[int]) -> None:
+    A row's entry goes when it finishes or fails: a batch that keeps admitting never ends,
+    so the map must hold the live rows only.
+    """
+
+    def __init__(self, sink: BatchSink) -> None:
         self._sink = sink
-        self.positions = positions
-        """Batch position of each decode row (rows that join later are appended)."""
+        self._positions: dict[int, int] = {}
+        self._next_row = 0
+
+    @property
+    def held(self) -> int:
+        """How many decode rows are mapped (rows not yet finished or failed)."""
+        return len(self._positions)
+
+    def add(self, position: int) -> None:
+        """Map the next decode row (they are numbered in the order given) to batch ``position``."""
+        self._positions[self._next_row] = position
+        self._next_row += 1
 
     def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
-        self._sink.emit(self.positions[index], text, reasoning=reasoning)
+        self._sink.emit(self._positions[index], text, reasoning=reasoning)
 
     def finish(self, index: int, **usage: Any) -> None:
-        self._sink.finish(self.positions[index], **usage)
+        self._sink.finish(self._positions.pop(index), **usage)
 
     def fail(self, index: int, error: Exception) -> None:
-        self._sink.fail(self.positions[index], error)
+        self._sink.fail(self._positions.pop(index), error)
 
     def is_cancelled(self, index: int) -> bool:
-        return self._sink.is_cancelled(self.positions[index])
+        return self._sink.is_cancelled(self._positions[index])
