@@ -289,3 +289,18 @@ async def test_a_batch_that_never_ends_holds_only_its_live_requests(make_engine)
         backend.end.set()
     assert engine.rows_joined >= 196
 
+
+async def test_a_failing_on_batch_hook_fails_its_batch_and_the_worker_goes_on(make_engine) -> None:
+    calls: list[int] = []
+
+    def on_batch(size: int) -> None:
+        calls.append(size)
+        if len(calls) == 1:
+            raise RuntimeError("metrics backend down")
+
+    engine = make_engine(FakeBackend(step_s=0.001), on_batch=on_batch)
+    with pytest.raises(BackendError, match="bookkeeping failed: RuntimeError: metrics backend down"):
+        await asyncio.wait_for(engine.complete(request("say:first")), 2)
+    assert engine.running
+    assert (await asyncio.wait_for(engine.complete(request("say:second")), 2)).text == "second"
+    assert calls == [1, 1]

@@ -335,13 +335,10 @@ class Engine:
 
     def _run_batch(self, rows: list[_Row]) -> None:
         size = len(rows)
-        self.batches_run += 1
-        self.batch_sizes[size] += 1
-        if self._on_batch is not None:
-            self._on_batch(size)
         sink = _Sink(rows, self._take_joiners)
         self._running = sink
         try:
+            self._record_batch(size)
             self._backend.generate([row.request for row in rows], sink)
         except Exception as exc:
             error = _as_model_server_error(exc)
@@ -354,6 +351,20 @@ class Engine:
                 row.fail(BackendError("the model backend returned without finishing this request"))
         finally:
             self._running = None
+
+    def _record_batch(self, size: int) -> None:
+        """Count the batch and report it; a failing metrics hook fails this batch, not the worker."""
+        self.batches_run += 1
+        self.batch_sizes[size] += 1
+        if self._on_batch is None:
+            return
+        try:
+            self._on_batch(size)
+        except Exception as exc:
+            logger.exception("the engine's on_batch hook failed")
+            raise BackendError(
+                f"the model engine's batch bookkeeping failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def _as_model_server_error(exc: Exception) -> ModelServerError:
