@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -136,3 +138,69 @@ async def test_infer_keeps_the_request_deadline(
     assert resp.status_code == 504, resp.text
     assert resp.json()["error"]["code"] == "request_deadline_exceeded"
     assert resp.headers["Retry-After"] == "5"
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the upstream never received the request")
+
+
+async def test_seed_endpoints_are_counted_and_shed_like_chat(
+    vision: StubUpstream, make_settings: Callable[..., GatewaySettings]
+) -> None:
+    """A slow /caption and /chat hold the count; the next seed requests are capped, greedy, then held."""
+    vision.behaviour.latency_s = 0.4  # each request stays in flight a while
+    settings = make_settings(
+        vision_timeout_s=5.0,
+        shed_max_tokens_above=1,
+        shed_max_tokens=7,
+        shed_greedy_above=1,
+        shed_hold_above=2,
+        holding_reply="busy, retry",
+    )
+
+    def received(marker: str) -> list[dict[str, Any]]:
+        return [r for r in vision.chat_requests() if marker in json.dumps(r["messages"])]
+
+    async with gateway_client(settings) as client:
+        caption = asyncio.create_task(
+            client.post("/caption", files={"file": ("a.png", unique_png(), "image/png")})
+        )
+        await _until(lambda: len(vision.chat_requests()) == 1)  # 1 in flight: the caption
+        chat = asyncio.create_task(
+            client.post(
+                "/chat", files={"image": ("a.png", unique_png(), "image/png")}, data={"text": "id [b]"}
+            )
+        )
+        await _until(lambda: bool(received("[b]")))  # 2 in flight: the /chat is capped and greedy
+        held = await client.post(
+            "/v1/multimodal/completion",
+            files={"image": ("a.png", unique_png(), "image/png")},
+            data={"prompt": "id [c]"},
+        )
+        held_infer = await client.post(
+            "/infer", json={"image_url": data_url(unique_png()), "prompt": "id [d]"}
+        )
+        assert (await caption).status_code == 200
+        shed = await chat
+
+        assert shed.status_code == 200, shed.text
+        meta = shed.json()["flashsight"]
+        assert meta["load_shedding"] == ["overload_max_tokens", "overload_greedy"] and meta["degraded"]
+        sent = received("[b]")[0]
+        assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (7, 0.0, 1.0)
+
+        for resp, text_field in ((held, "text"), (held_infer, "text")):
+            assert resp.status_code == 200, resp.text
+            assert resp.json()[text_field] == "busy, retry"
+            assert resp.json()["flashsight"]["degraded_reason"] == "overload_holding_reply"
+        assert received("[c]") == [] and received("[d]") == []  # held: no model was called
+
+        # Every seed request left the count: a new one is shed by nothing.
+        after = await client.post("/infer", json={"image_url": data_url(unique_png()), "prompt": "id [e]"})
+        assert (
+            after.json()["flashsight"]["load_shedding"] == [] and not after.json()["flashsight"]["degraded"]
+        )

@@ -1,8 +1,9 @@
-"""Serving one ``POST /v1/chat/completions``: text cap, load shedding, deadline, answer.
+"""Serving one chat request: in-flight count, text cap, load shedding, deadline, answer.
 
-The route parses the body and hands over here, so the route stays a thin adapter and
-the order of the cheap refusals (too much text, holding reply under overload) before
-any image is decoded or any model called is decided in one place.
+The routes parse the body and hand over here (``/v1/chat/completions`` through
+:func:`serve_chat`, the seed endpoints through :func:`answer_chat`), so they stay thin
+adapters and the order of the cheap refusals (too much text, holding reply under
+overload) before any image is decoded or any model called is decided in one place.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
@@ -49,6 +52,60 @@ async def deadline(seconds: float) -> AsyncIterator[None]:
         ) from exc
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """What :func:`answer_chat` produced: a completion, or SSE events that own an in-flight slot."""
+
+    meta: FlashSightMeta
+    completion: dict[str, Any] | None = None
+    events: AsyncIterator[bytes] | None = None
+    """Set for a streamed answer; the request leaves the in-flight count when it ends."""
+
+
+async def answer_chat(
+    body: GatewayChatRequest,
+    *,
+    pipeline: Pipeline,
+    shedder: LoadShedder,
+    deadline_s: float,
+    max_text_chars: int,
+    request_id: str,
+    header_route: str | None,
+) -> Answered:
+    """The one path every chat-shaped endpoint takes: counted in flight, text cap, shed, deadline.
+
+    Raises the request's HTTP error. The seed endpoints (gateway.seeds) use it too, so they
+    are counted, shed and held exactly like ``/v1/chat/completions``.
+    """
+    steps = shedder.enter()
+    handed_to_stream = False
+    try:
+        check_text_size(body, max_chars=max_text_chars)
+        if "overload_holding_reply" in steps:
+            meta = _holding_meta(body, pipeline, request_id=request_id, header_route=header_route)
+            mark_shed(meta, steps)
+            text = shedder.policy.holding_reply
+            if body.stream:
+                handed_to_stream = True
+                return Answered(meta, events=holding_stream(body, meta, text, on_done=shedder.leave))
+            return Answered(meta, completion=holding_answer(body, meta, text))
+        body = shedder.apply(body, steps)
+        async with deadline(deadline_s):
+            job = await pipeline.prepare(body, request_id=request_id, header_route=header_route)
+            mark_shed(job.meta, steps)
+            if body.stream:
+                source = await pipeline.stream(job)  # primed: vision down is still a 503 here
+            else:
+                answer = await pipeline.complete(job)
+        if body.stream:
+            handed_to_stream = True
+            return Answered(job.meta, events=shedder.guard_stream(source))
+        return Answered(job.meta, completion=answer)
+    finally:
+        if not handed_to_stream:
+            shedder.leave()
+
+
 async def serve_chat(
     body: GatewayChatRequest,
     *,
@@ -60,41 +117,22 @@ async def serve_chat(
     header_route: str | None,
 ) -> Response:
     """The answer (JSON or SSE) for a parsed chat request; raises the request's HTTP error."""
-    steps = shedder.enter()
-    handed_to_stream = False
-    try:
-        check_text_size(body, max_chars=max_text_chars)
-        if "overload_holding_reply" in steps:
-            meta = _holding_meta(body, pipeline, request_id=request_id, header_route=header_route)
-            mark_shed(meta, steps)
-            text = shedder.policy.holding_reply
-            if body.stream:
-                handed_to_stream = True
-                events = holding_stream(body, meta, text, on_done=shedder.leave)
-                return StreamingResponse(
-                    events, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **meta.headers()}
-                )
-            return FastJSONResponse(holding_answer(body, meta, text), headers=meta.headers())
-        body = shedder.apply(body, steps)
-        async with deadline(deadline_s):
-            job = await pipeline.prepare(body, request_id=request_id, header_route=header_route)
-            mark_shed(job.meta, steps)
-            if body.stream:
-                source = await pipeline.stream(job)  # primed: vision down is still a 503 here
-            else:
-                answer = await pipeline.complete(job)
-        if body.stream:
-            handed_to_stream = True
-            # Timings and a mid-stream degradation are only known at the end: see the last chunk.
-            return StreamingResponse(
-                shedder.guard_stream(source),
-                media_type=SSE_MEDIA_TYPE,
-                headers={**SSE_HEADERS, **job.meta.headers()},
-            )
-        return FastJSONResponse(answer, headers=job.meta.headers())
-    finally:
-        if not handed_to_stream:
-            shedder.leave()
+    answered = await answer_chat(
+        body,
+        pipeline=pipeline,
+        shedder=shedder,
+        deadline_s=deadline_s,
+        max_text_chars=max_text_chars,
+        request_id=request_id,
+        header_route=header_route,
+    )
+    headers = answered.meta.headers()
+    if answered.events is not None:
+        # Timings and a mid-stream degradation are only known at the end: see the last chunk.
+        return StreamingResponse(
+            answered.events, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **headers}
+        )
+    return FastJSONResponse(answered.completion, headers=headers)
 
 
 def _holding_meta(

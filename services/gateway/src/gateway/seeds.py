@@ -3,8 +3,14 @@
 ``POST /infer`` {"image_url","prompt"}, ``POST /caption`` (multipart ``file``),
 ``POST /chat`` (multipart ``image`` + ``text``), ``POST /v1/multimodal/completion``
 (multipart ``image`` + ``prompt``). Each builds an OpenAI chat request and runs it
-through :class:`gateway.pipeline.Pipeline`, so routing, caching and degrading behave
-exactly as on ``/v1/chat/completions``; the text cap and the request deadline hold too.
+through :func:`gateway.chat.answer_chat`, the path ``/v1/chat/completions`` takes: routing,
+caching and degrading behave exactly as there, and so do the text cap, the request
+deadline and load shedding (each is counted in flight; under overload its answer is
+capped, greedy, or the holding reply, flagged in ``flashsight``).
+
+``/caption`` is counted in flight but never shed: its vision request is the gateway's own
+caption prompt (no caller ``max_tokens`` or temperature to cut), and a holding reply in
+``caption`` would read as the image's caption, with no ``flashsight`` to flag it.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 
-from gateway.chat import check_text_size, deadline
+from gateway.chat import answer_chat
 from gateway.config import GatewaySettings
-from gateway.deps import AdmitterDep, CaptionerDep, PipelineDep, RequestIdDep, SettingsDep
+from gateway.deps import AdmitterDep, CaptionerDep, PipelineDep, RequestIdDep, SettingsDep, ShedderDep
 from gateway.pipeline import Pipeline
 from gateway.schemas import (
     CaptionResponse,
@@ -27,6 +33,7 @@ from gateway.schemas import (
     InferResponse,
     MultimodalResponse,
 )
+from gateway.shedding import LoadShedder
 
 router = APIRouter(tags=["seed-compatible"])
 
@@ -35,6 +42,7 @@ RouteHeader = Annotated[str | None, Header(alias="X-FlashSight-Route")]
 
 async def _ask(
     pipeline: Pipeline,
+    shedder: LoadShedder,
     settings: GatewaySettings,
     *,
     image_url: str | None,
@@ -46,11 +54,17 @@ async def _ask(
     if image_url:
         content.insert(0, {"type": "image_url", "image_url": {"url": image_url}})
     request = GatewayChatRequest.model_validate({"messages": [{"role": "user", "content": content}]})
-    check_text_size(request, max_chars=settings.max_text_chars)
-    route = header_route.strip().lower() if header_route else None
-    async with deadline(settings.request_deadline_s):
-        job = await pipeline.prepare(request, request_id=request_id, header_route=route)
-        return await pipeline.complete(job)
+    answered = await answer_chat(
+        request,
+        pipeline=pipeline,
+        shedder=shedder,
+        deadline_s=settings.request_deadline_s,
+        max_text_chars=settings.max_text_chars,
+        request_id=request_id,
+        header_route=header_route.strip().lower() if header_route else None,
+    )
+    assert answered.completion is not None  # the request asked for no stream
+    return answered.completion
 
 
 async def _upload_data_url(upload: UploadFile | None) -> str | None:
@@ -68,12 +82,14 @@ def _text(answer: dict[str, Any]) -> str:
 async def infer(
     body: InferRequest,
     pipeline: PipelineDep,
+    shedder: ShedderDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
     route: RouteHeader = None,
 ) -> InferResponse:
     answer = await _ask(
         pipeline,
+        shedder,
         settings,
         image_url=body.image_url,
         question=body.prompt,
@@ -95,10 +111,15 @@ async def caption(
     file: Annotated[UploadFile, File()],
     admitter: AdmitterDep,
     captioner: CaptionerDep,
+    shedder: ShedderDep,
     request_id: RequestIdDep,
 ) -> CaptionResponse:
-    image = await admitter.admit_upload(await file.read(), param="file")
-    captions = await captioner.caption([image], request_id=request_id)
+    shedder.enter()  # counted, so chat requests meanwhile see the load; its steps do not apply (see above)
+    try:
+        image = await admitter.admit_upload(await file.read(), param="file")
+        captions = await captioner.caption([image], request_id=request_id)
+    finally:
+        shedder.leave()
     return CaptionResponse(
         caption=captions.texts[0], model=captions.vision_model or "unknown", cache=captions.cache or "miss"
     )
@@ -107,6 +128,7 @@ async def caption(
 @router.post("/chat")
 async def chat(
     pipeline: PipelineDep,
+    shedder: ShedderDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
     text: Annotated[str, Form(min_length=1)],
@@ -115,6 +137,7 @@ async def chat(
 ) -> ChatSeedResponse:
     answer = await _ask(
         pipeline,
+        shedder,
         settings,
         image_url=await _upload_data_url(image),
         question=text,
@@ -133,6 +156,7 @@ async def chat(
 @router.post("/v1/multimodal/completion")
 async def multimodal_completion(
     pipeline: PipelineDep,
+    shedder: ShedderDep,
     settings: SettingsDep,
     request_id: RequestIdDep,
     image: Annotated[UploadFile, File()],
@@ -141,6 +165,7 @@ async def multimodal_completion(
 ) -> MultimodalResponse:
     answer = await _ask(
         pipeline,
+        shedder,
         settings,
         image_url=await _upload_data_url(image),
         question=prompt,
