@@ -86,18 +86,33 @@ def load_tokenizer(source: str) -> Any:
     return tokenizer
 
 
+def from_pretrained_kwargs(*, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """How ``from_pretrained`` must load the weights so they land on ``device`` directly.
+
+    On an accelerator a ``device_map`` (served by accelerate) makes transformers put each
+    tensor on the device as it is read, as vision's GLM loader does: loading on the CPU
+    first and then moving would need the whole model in host RAM (~18 GB for a 9B model
+    in bf16). On the CPU the model is loaded as it always was. (``low_cpu_mem_usage`` is
+    not passed: transformers 5 ignores it, its loading is always lazy.)
+    """
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
+    if device.type != "cpu":
+        kwargs["device_map"] = str(device)
+    return kwargs
+
+
 def load_model(source: str, *, device: torch.device, dtype: torch.dtype) -> Any:
     """``AutoModelForCausalLM`` in eval mode on ``device`` (no remote code is ever run)."""
     from transformers import AutoModelForCausalLM
 
+    kwargs = from_pretrained_kwargs(device=device, dtype=dtype)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load a causal LM from {source!r}: {exc}") from exc
     except torch.OutOfMemoryError as exc:
         raise ModelLoadError(f"out of memory while loading {source!r} on {device}: {exc}") from exc
-    model = model.to(device)  # type: ignore[arg-type]  # transformers' stub types .to() oddly
-    return model.eval()
+    return model.eval()  # already on ``device``: nothing is moved after loading
 
 
 def context_length(model: Any) -> int | None:
