@@ -149,6 +149,9 @@ async def test_each_threshold_sheds_one_more_step_and_the_count_returns_to_zero(
             _, streams["s3"] = await _open_stream(client, stack, _body("s3", stream=True))  # 3: + greedy
             plain["p4"] = await client.post("/v1/chat/completions", json=_body("p4"))  # 4: holding reply
             s4, streams["s4"] = await _open_stream(client, stack, _body("s4", stream=True))  # 4: holding
+            # Held, yet still routed without touching images, and a bad model still refused.
+            unknown = await client.post("/v1/chat/completions", json={**_body("p5"), "model": "nope"})
+            assert unknown.status_code == 404, unknown.text
             assert s4.headers["X-FlashSight-Degraded"] == "overload_holding_reply"
             done = {name: await task for name, task in streams.items()}
 
@@ -160,6 +163,7 @@ async def test_each_threshold_sheds_one_more_step_and_the_count_returns_to_zero(
         for name, steps in expected.items():
             _assert_shed(got[name], steps)
         assert plain["p4"].json()["choices"][0]["message"]["content"] == HOLDING
+        assert (got["p4"]["route"], got["p4"]["route_reason"]) == ("cascade", "no_image")
         assert done["s4"]["text"] == HOLDING
         # Shed answers are the reasoner's own: no "image description only" notice (vision did not stand in).
         assert [done[n]["text"] for n in ("s1", "s2", "s3")] == [SLOW_ANSWER] * 3

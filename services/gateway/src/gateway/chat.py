@@ -16,13 +16,11 @@ from typing import Any
 
 from fastapi import Response
 from fastapi.responses import StreamingResponse
-from flashsight_common.schemas import ImagePart
 from flashsight_common.sse import SSE_HEADERS, SSE_MEDIA_TYPE
 
 from gateway.errors import InvalidRequestError, RequestDeadlineError
 from gateway.fastjson import FastJSONResponse
 from gateway.pipeline import Pipeline
-from gateway.routing import forced_route, pick_route
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
 from gateway.shedding import LoadShedder, holding_answer, holding_stream, mark_shed
 
@@ -82,7 +80,7 @@ async def answer_chat(
     try:
         check_text_size(body, max_chars=max_text_chars)
         if "overload_holding_reply" in steps:
-            meta = _holding_meta(body, pipeline, request_id=request_id, header_route=header_route)
+            meta = pipeline.route_only(body, request_id=request_id, header_route=header_route)
             mark_shed(meta, steps)
             text = shedder.policy.holding_reply
             if body.stream:
@@ -133,24 +131,3 @@ async def serve_chat(
             answered.events, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **headers}
         )
     return FastJSONResponse(answered.completion, headers=headers)
-
-
-def _holding_meta(
-    body: GatewayChatRequest, pipeline: Pipeline, *, request_id: str, header_route: str | None
-) -> FlashSightMeta:
-    # The route is still decided (and a bad model/route still refused) without touching images.
-    forced = forced_route(body.model, {**body.route_forces(), "X-FlashSight-Route header": header_route})
-    has_images = any(
-        isinstance(part, ImagePart)
-        for m in body.messages
-        if isinstance(m.content, list)
-        for part in m.content
-    )
-    text = next((m.text() for m in reversed(body.messages) if m.role == "user"), "")
-    decision = pick_route(text, forced=forced, has_images=has_images, table=pipeline.keywords)
-    return FlashSightMeta(
-        route=decision.route,
-        route_reason=decision.reason,
-        matched_keyword=decision.keyword,
-        request_id=request_id,
-    )

@@ -20,7 +20,7 @@ from gateway.degrade import ReasonerGuard, degraded_reason, mark_degraded, with_
 from gateway.errors import UpstreamError
 from gateway.guarded import GuardedUpstream
 from gateway.job import Job, elapsed_ms
-from gateway.routing import KeywordTable, forced_route, pick_route
+from gateway.routing import KeywordTable, Route, RouteDecision, forced_route, pick_route
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
 from gateway.streaming import PrimedStream, prime, relay
 from gateway.upstream import UpstreamClient
@@ -51,22 +51,13 @@ class Pipeline:
     ) -> Job:
         """Admit the images, pick the route, caption (cascade). Raises the request's HTTP error."""
         started = time.perf_counter()
-        forced = forced_route(
-            request.model, {**request.route_forces(), "X-FlashSight-Route header": header_route}
-        )
+        forced = _forced(request, header_route)  # a bad model or route is refused before any image work
         admitted = await self.admitter.admit(request)
         question = _latest_user_text(admitted.request)
-        decision = pick_route(
-            question,
-            forced=forced,
-            has_images=bool(admitted.images),
-            table=self.keywords,
-        )
-        meta = FlashSightMeta(
-            route=decision.route,
-            route_reason=decision.reason,
-            matched_keyword=decision.keyword,
-            request_id=request_id,
+        decision = self._route(question, forced, has_images=bool(admitted.images))
+        meta = _routed_meta(
+            decision,
+            request_id,
             images=[image.sha256 for image in admitted.images],
             safety=admitted.safety,
         )
@@ -79,6 +70,23 @@ class Pipeline:
             meta.models.vision = job.captions.vision_model
             meta.timings_ms.caption = round(job.captions.elapsed_ms, 1)
         return job
+
+    def route_only(
+        self, request: GatewayChatRequest, *, request_id: str, header_route: str | None = None
+    ) -> FlashSightMeta:
+        """The metadata of a request no model will answer (the holding reply).
+
+        The route is decided as :meth:`prepare` decides it (a bad model or route is still
+        refused), but from the image parts' presence: no image is fetched or decoded.
+        """
+        has_images = any(m.image_urls() for m in request.messages)
+        decision = self._route(
+            _latest_user_text(request), _forced(request, header_route), has_images=has_images
+        )
+        return _routed_meta(decision, request_id)
+
+    def _route(self, question: str, forced: Route | None, *, has_images: bool) -> RouteDecision:
+        return pick_route(question, forced=forced, has_images=has_images, table=self.keywords)
 
     # --- non-streamed ---------------------------------------------------------------------
 
@@ -165,6 +173,20 @@ class Pipeline:
             raise
         self.reasoner.record_success()
         return primed
+
+
+def _forced(request: GatewayChatRequest, header_route: str | None) -> Route | None:
+    return forced_route(request.model, {**request.route_forces(), "X-FlashSight-Route header": header_route})
+
+
+def _routed_meta(decision: RouteDecision, request_id: str, **extra: Any) -> FlashSightMeta:
+    return FlashSightMeta(
+        route=decision.route,
+        route_reason=decision.reason,
+        matched_keyword=decision.keyword,
+        request_id=request_id,
+        **extra,
+    )
 
 
 def _latest_user_text(request: GatewayChatRequest) -> str:
