@@ -85,7 +85,8 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Start Redis, vision and reasoner (in parallel), then the gateway; stop all on exit."""
     with contextlib.ExitStack() as stack:
-        redis_proc = stack.enter_context(RedisProcess())
+        redis_proc = RedisProcess()
+        stack.enter_context(redis_proc)
         vision = ServiceProcess(module="vision", port_env="VISION_PORT", startup_timeout=180,
                                 env=dict(vision_env or {}))
         reasoner = ServiceProcess(module="reasoner", port_env="REASONER_PORT", startup_timeout=240,
