@@ -165,12 +165,14 @@ class GlmBackend:
         request = GenerationRequest(
             request_id="warmup",
             messages=[
-                ChatMessage(
-                    role="user",
-                    content=[
-                        {"type": "image_url", "image_url": {"url": _png_data_url(image)}},
-                        {"type": "text", "text": "Describe the image."},
-                    ],
+                ChatMessage.model_validate(
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image_url", "image_url": {"url": _png_data_url(image)}},
+                            {"type": "text", "text": "Describe the image."},
+                        ],
+                    }
                 )
             ],
             sampling=SamplingParams(max_tokens=2, temperature=0.0),
