@@ -27,16 +27,21 @@ async def test_readyz_ready(client: httpx.AsyncClient) -> None:
     assert body["vision"]["ready"] and body["reasoner"]["ready"]
 
 
-async def test_readyz_upstream_not_ready_is_503(
-    client: httpx.AsyncClient, reasoner: StubUpstream, vision: StubUpstream
+async def test_readyz_reasoner_not_ready_is_200_degraded(
+    client: httpx.AsyncClient, reasoner: StubUpstream
 ) -> None:
+    # Every request is still answered (cascade degrades to vision): stay in rotation.
     reasoner.behaviour.mode = "not_ready"
     resp = await client.get("/readyz")
-    assert resp.status_code == 503 and resp.json()["reasoner"]["status"] == 503
-    reasoner.behaviour.mode = "ok"
+    assert resp.status_code == 200 and resp.json()["status"] == "degraded"
+    assert resp.json()["reasoner"]["status"] == 503 and "vision alone" in resp.json()["reasoner"]["impact"]
+
+
+async def test_readyz_vision_down_is_503(client: httpx.AsyncClient, vision: StubUpstream) -> None:
     await vision.stop()
     resp = await client.get("/readyz")
-    assert resp.status_code == 503 and resp.json()["vision"]["ready"] is False
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "5"
+    assert resp.json()["status"] == "not_ready" and resp.json()["vision"]["ready"] is False
 
 
 async def test_readyz_redis_down_is_200_degraded(make_settings: Callable[..., GatewaySettings]) -> None:

@@ -258,6 +258,10 @@ def test_reasoner_killed_gives_a_flagged_vision_only_answer_then_recovers(
     assert streamed_text(chunks).startswith(NOTICE)
     assert last_meta(chunks)["degraded"] is True
 
+    # Still serving, so still ready (a balancer keeps it), but saying it is degraded.
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+
     # Back up: cascade answers from the reasoner again within seconds of its return.
     stack.reasoner.start()
     deadline = time.monotonic() + 15

@@ -70,27 +70,35 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep) -> JSONResponse:
-    """503 unless vision and reasoner are ready; Redis down is reported but still 200.
+    """503 unless vision is ready; the reasoner or Redis down is reported but still 200.
 
     Each upstream entry also carries ``circuit`` (closed / open / half_open): this
     gateway's breaker for it. An open vision circuit means answers are 503 right now.
 
-    Why: without Redis every answer still flows (uncached), so taking the gateway out of
-    rotation would turn a slowdown into an outage; without vision nothing can be answered,
-    and without the reasoner the cascade route can only give degraded answers.
+    Why: without vision nothing can be answered, so the gateway leaves rotation. Without
+    the reasoner every request is still answered (cascade degrades to vision alone, marked),
+    and without Redis answers flow uncached; taking every gateway replica out of a load
+    balancer for either would turn a degradation into an outage. ``status`` says
+    ``degraded`` then, with the reason in the entry's ``detail``.
     """
     vision_ready, reasoner_ready, redis_ok = await asyncio.gather(
         vision.readiness(), reasoner.readiness(), redis.ping()
     )
-    upstreams_ready = vision_ready["ready"] and reasoner_ready["ready"] and vision_ready["circuit"] != "open"
-    status = ("ready" if redis_ok else "degraded") if upstreams_ready else "not_ready"
+    serving = vision_ready["ready"] and vision_ready["circuit"] != "open"
+    whole = reasoner_ready["ready"] and reasoner_ready["circuit"] != "open" and redis_ok
+    status = ("ready" if whole else "degraded") if serving else "not_ready"
+    if not reasoner_ready["ready"]:
+        reasoner_ready = {
+            **reasoner_ready,
+            "impact": "cascade answers come from vision alone, marked degraded",
+        }
     body = {
         "status": status,
         "vision": vision_ready,
         "reasoner": reasoner_ready,
         "redis": {"ok": redis_ok, "detail": None if redis_ok else "unreachable: answers are served uncached"},
     }
-    if upstreams_ready:
+    if serving:
         return JSONResponse(body)
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
 
