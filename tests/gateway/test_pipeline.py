@@ -42,6 +42,13 @@ def streamed_text(events: list[Any]) -> str:
     )
 
 
+async def break_upstream(upstream: StubUpstream, mode: str) -> None:
+    """Put a stub into a failure mode; ``"down"`` stops its server outright."""
+    if mode == "down":
+        await upstream.stop()
+    upstream.behaviour.mode = mode
+
+
 async def post(client: httpx.AsyncClient, body: dict[str, Any], **headers: str) -> httpx.Response:
     return await client.post("/v1/chat/completions", json=body, headers=headers)
 
@@ -210,9 +217,7 @@ async def test_reasoner_failure_degrades_to_vision(
     mode: str,
     reason: str,
 ) -> None:
-    if mode == "down":
-        await reasoner.stop()
-    reasoner.behaviour.mode = mode
+    await break_upstream(reasoner, mode)
     resp = await post(client, chat_body(CASCADE_Q, unique_png()))
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -259,9 +264,7 @@ async def test_vision_failure_is_503_with_retry_after(
     vision: StubUpstream,
     mode: str,
 ) -> None:
-    if mode == "down":
-        await vision.stop()
-    vision.behaviour.mode = mode
+    await break_upstream(vision, mode)
     for question in (DIRECT_Q, CASCADE_Q):
         resp = await post(client, chat_body(question, unique_png()))
         assert resp.status_code == 503, resp.text
@@ -361,9 +364,7 @@ async def test_stream_reasoner_failure_before_first_token_switches_to_vision(
     mode: str,
     reason: str,
 ) -> None:
-    if mode == "down":
-        await reasoner.stop()
-    reasoner.behaviour.mode = mode
+    await break_upstream(reasoner, mode)
     resp, events = await stream(client, chat_body(CASCADE_Q, unique_png()))
     assert events[-1] == "[DONE]"
     assert events[1]["choices"][0]["delta"]["content"] == f"{DEGRADED_NOTICE}\n"

@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import aiohttp
 from fastapi import FastAPI
 from flashsight_common.bodylimit import BodySizeLimitMiddleware
 from flashsight_common.requestid import RequestIdMiddleware
@@ -92,32 +93,26 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 )
             )
             stack.push_async_callback(fetcher.aclose)
-            vision_client = UpstreamClient(
+            vision_client = _upstream_client(
                 "vision",
                 settings.vision_url,
                 sessions[0],
-                timeouts=UpstreamTimeouts(
-                    connect_s=settings.connect_timeout_s,
-                    total_s=settings.vision_timeout_s,
-                    first_token_s=settings.vision_timeout_s,
-                    idle_s=settings.stream_idle_timeout_s,
-                ),
+                settings,
+                total_s=settings.vision_timeout_s,
+                first_token_s=settings.vision_timeout_s,
             )
             vision = GuardedUpstream(
                 vision_client,
                 failure_threshold=settings.vision_failure_threshold,
                 open_s=settings.vision_circuit_open_s,
             )
-            reasoner = UpstreamClient(
+            reasoner = _upstream_client(
                 "reasoner",
                 settings.reasoner_url,
                 sessions[1],
-                timeouts=UpstreamTimeouts(
-                    connect_s=settings.connect_timeout_s,
-                    total_s=settings.reasoner_timeout_s,
-                    first_token_s=settings.reasoner_first_token_timeout_s,
-                    idle_s=settings.stream_idle_timeout_s,
-                ),
+                settings,
+                total_s=settings.reasoner_timeout_s,
+                first_token_s=settings.reasoner_first_token_timeout_s,
             )
             guard = RedisGuard(redis, retry_after_s=settings.redis_retry_after_s)
             cache = CaptionCache(
@@ -197,3 +192,22 @@ def _redacted(url: str) -> str:
     # redis://:password@host → redis://***@host, so a password never reaches the log.
     scheme, sep, rest = url.partition("://")
     return f"{scheme}{sep}***@{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+def _upstream_client(
+    name: str,
+    url: str,
+    session: aiohttp.ClientSession,
+    settings: GatewaySettings,
+    *,
+    total_s: float,
+    first_token_s: float,
+) -> UpstreamClient:
+    """One upstream's client: the shared connect and idle timeouts, its own total and first-token."""
+    timeouts = UpstreamTimeouts(
+        connect_s=settings.connect_timeout_s,
+        total_s=total_s,
+        first_token_s=first_token_s,
+        idle_s=settings.stream_idle_timeout_s,
+    )
+    return UpstreamClient(name, url, session, timeouts=timeouts)
