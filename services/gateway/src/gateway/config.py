@@ -43,6 +43,10 @@ class GatewaySettings(BaseSettings):
     caption_prompt_version: str = "1"
     caption_ttl_seconds: Annotated[int, Field(ge=1)] = 7 * 24 * 3600
     caption_max_tokens: Annotated[int, Field(ge=16, le=4096)] = 256
+    reasoner_languages: Annotated[tuple[str, ...], NoDecode] = ("en",)
+    """Languages the reasoner writes well (zh, en; * = any), comma-separated. A cascade question in
+    another language is answered by vision directly (route_reason reasoner_language). The default
+    is the embedded SmolLM2-135M's (English only); GLM-4 chat: zh,en."""
 
     vision_timeout_s: PositiveSeconds = 60.0
     reasoner_timeout_s: PositiveSeconds = 30.0
@@ -144,6 +148,20 @@ class GatewaySettings(BaseSettings):
     def _split_domains(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(d.strip().lower() for d in value.split(",") if d.strip())
+        return value
+
+    @field_validator("reasoner_languages", mode="before")
+    @classmethod
+    def _split_languages(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(lang.strip().lower() for lang in value.split(",") if lang.strip())
+        if isinstance(value, tuple | list):
+            from gateway.languages import LANGUAGES
+
+            unknown = [lang for lang in value if lang not in LANGUAGES]
+            if unknown or not value:
+                raise ValueError(f"unknown reasoner language(s) {unknown}; use a comma-separated "
+                                 f"list of {', '.join(LANGUAGES)}")
         return value
 
     @field_validator("api_keys", mode="before")

@@ -147,6 +147,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     failure_threshold=settings.reasoner_failure_threshold,
                     open_s=settings.reasoner_circuit_open_s,
                 ),
+                reasoner_languages=settings.reasoner_languages,
             )
             metrics.track_circuit("reasoner", lambda: app.state.pipeline.reasoner.breaker.state)
             metrics.track_circuit("redis", lambda: guard.breaker.state)

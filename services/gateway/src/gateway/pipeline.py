@@ -20,6 +20,7 @@ from gateway.degrade import ReasonerGuard, degraded_reason, mark_degraded, with_
 from gateway.errors import UpstreamError
 from gateway.guarded import GuardedUpstream
 from gateway.job import Job, elapsed_ms
+from gateway.languages import gate_language, language_notice
 from gateway.routing import KeywordTable, Route, RouteDecision, forced_route, pick_route
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
 from gateway.streaming import PrimedStream, prime, relay
@@ -39,12 +40,14 @@ class Pipeline:
         captioner: Captioner,
         vision: UpstreamClient | GuardedUpstream,
         reasoner: ReasonerGuard,
+        reasoner_languages: tuple[str, ...] = ("*",),
     ) -> None:
         self.admitter = admitter
         self.keywords = keywords
         self.captioner = captioner
         self.vision = vision
         self.reasoner = reasoner
+        self.reasoner_languages = reasoner_languages
 
     async def prepare(
         self, request: GatewayChatRequest, *, request_id: str, header_route: str | None = None
@@ -55,8 +58,9 @@ class Pipeline:
         admitted = await self.admitter.admit(request)
         question = _latest_user_text(admitted.request)
         decision = self._route(question, forced, has_images=bool(admitted.images))
-        meta = _routed_meta(
+        meta = self._routed_meta(
             decision,
+            question,
             request_id,
             images=[image.sha256 for image in admitted.images],
             safety=admitted.safety,
@@ -80,13 +84,21 @@ class Pipeline:
         refused), but from the image parts' presence: no image is fetched or decoded.
         """
         has_images = any(m.image_urls() for m in request.messages)
-        decision = self._route(
-            _latest_user_text(request), _forced(request, header_route), has_images=has_images
-        )
-        return _routed_meta(decision, request_id)
+        question = _latest_user_text(request)
+        decision = self._route(question, _forced(request, header_route), has_images=has_images)
+        return self._routed_meta(decision, question, request_id)
 
     def _route(self, question: str, forced: Route | None, *, has_images: bool) -> RouteDecision:
-        return pick_route(question, forced=forced, has_images=has_images, table=self.keywords)
+        decision = pick_route(question, forced=forced, has_images=has_images, table=self.keywords)
+        return gate_language(decision, question, self.reasoner_languages)
+
+    def _routed_meta(
+        self, decision: RouteDecision, question: str, request_id: str, **extra: Any
+    ) -> FlashSightMeta:
+        meta = _routed_meta(decision, request_id, **extra)
+        if decision.reason == "reasoner_language":
+            meta.notice = language_notice(question, self.reasoner_languages)
+        return meta
 
     # --- non-streamed ---------------------------------------------------------------------
 

@@ -94,7 +94,7 @@ class FlashSightMeta(BaseModel):
     """What the gateway did with a request: route, cache, degradation, models, timings."""
 
     route: RouteName
-    route_reason: Literal["keyword", "forced", "default", "no_image"]
+    route_reason: Literal["keyword", "forced", "default", "no_image", "reasoner_language"]
     matched_keyword: str | None = None
     caption_cache: CacheStatus | None = None
     degraded: bool = False

@@ -112,7 +112,9 @@ async def relay(
     error: dict[str, Any] | None = None
     try:
         yield encode_event(writer.chunk(delta=Delta(role="assistant", content="")))
-        if job.meta.notice:  # vision answers alone; a load-shed answer is degraded but needs no notice
+        # Only a degraded answer's notice goes in the text: a load-shed answer has none, and a
+        # language-gated one (route_reason reasoner_language) is a full answer, noted in the metadata.
+        if job.meta.degraded and job.meta.notice:
             yield encode_event(writer.chunk(delta=Delta(content=f"{DEGRADED_NOTICE}\n")))
         async for chunk in source:
             if chunk.get("usage"):
