@@ -21,6 +21,7 @@ from gateway.errors import UpstreamError
 from gateway.guarded import GuardedUpstream
 from gateway.job import Job, elapsed_ms
 from gateway.languages import gate_language, language_notice
+from gateway.repetition import cut_loop, said_in, stop_loops
 from gateway.routing import KeywordTable, Route, RouteDecision, forced_route, pick_route
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
 from gateway.streaming import PrimedStream, prime, relay
@@ -127,7 +128,7 @@ class Pipeline:
         started = time.perf_counter()
         try:
             body = job.reasoner_body(await self.reasoner.model_id())
-            answer = await self.reasoner.complete(body, request_id=job.request_id)
+            answer = cut_loop(await self.reasoner.complete(body, request_id=job.request_id))
         finally:
             job.meta.timings_ms.reasoner = elapsed_ms(started)
         job.meta.models.reasoner = answer.get("model")
@@ -184,6 +185,7 @@ class Pipeline:
             job.meta.timings_ms.reasoner = elapsed_ms(started)
             raise
         self.reasoner.record_success()
+        primed.rest = stop_loops(primed.rest, said=said_in(primed.head))  # a looping small model stops
         return primed
 
 
