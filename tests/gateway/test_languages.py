@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 from gateway.config import GatewaySettings
-from gateway.languages import gate_language, language_notice, question_language
+from gateway.languages import (
+    evidence_language,
+    gate_evidence,
+    gate_language,
+    language_notice,
+    question_language,
+)
 from gateway.routing import RouteDecision
 from gateway.schemas import DEGRADED_NOTICE
 from pydantic import ValidationError
@@ -92,3 +98,36 @@ async def test_a_streamed_gated_answer_carries_the_notice_in_the_metadata_not_th
     assert text == "订单号是 12345" and DEGRADED_NOTICE not in text
     meta = events[-1]["flashsight"]
     assert meta["route_reason"] == "reasoner_language" and "English only" in meta["notice"]
+
+
+CHINESE_SCREEN = (
+    "This is a 900×470 landscape image; its main colours are white and red. In reading order:\n"
+    "订单号:2024031512345\n状态:待补充地址\n银行卡验证失败ERR_1003\n"
+)
+
+
+def test_the_evidence_language_is_that_of_the_image_text_not_of_the_captions_framing() -> None:
+    assert evidence_language([CHINESE_SCREEN]) == "zh"
+    assert evidence_language(["This is a 900×470 image.\nPayment declined\nError code: ERR_402"]) == "en"
+    assert evidence_language(["Order No: A-77120\nShop: 淘宝 flagship store, Shanghai"]) == "en"
+    cascade = RouteDecision("cascade", "keyword", "why")
+    gated = RouteDecision("direct", "reasoner_language", "why")
+    assert gate_evidence(cascade, [CHINESE_SCREEN], ("en",)) == gated
+    assert gate_evidence(cascade, [CHINESE_SCREEN], ("zh", "en")) == cascade
+
+
+async def test_an_english_question_about_a_chinese_screen_is_answered_by_vision(
+    make_settings: Callable[..., GatewaySettings], vision: StubUpstream, reasoner: StubUpstream
+) -> None:
+    vision.behaviour.caption = CHINESE_SCREEN
+    async with gateway_client(make_settings(reasoner_languages="en")) as client:
+        plain = await post(client, chat_body("Why has my order not shipped yet?", unique_png()))
+        streamed = await post(client, chat_body("Why has it not shipped?", unique_png(), stream=True))
+    meta = plain.json()["flashsight"]
+    route = (meta["route"], meta["route_reason"], meta["matched_keyword"])
+    assert route == ("direct", "reasoner_language", "why")
+    assert "the image's text is Chinese" in meta["notice"] and "图中文字是中文" in meta["notice"]
+    assert meta["caption_cache"] == "miss"  # the caption was read to find its language
+    assert plain.json()["model"] == VISION_MODEL and plain.headers["X-FlashSight-Route"] == "direct"
+    assert '"route_reason": "reasoner_language"' in streamed.text.replace('":"', '": "')
+    assert reasoner.chat_requests() == []

@@ -44,9 +44,10 @@ class GatewaySettings(BaseSettings):
     caption_ttl_seconds: Annotated[int, Field(ge=1)] = 7 * 24 * 3600
     caption_max_tokens: Annotated[int, Field(ge=16, le=4096)] = 256
     reasoner_languages: Annotated[tuple[str, ...], NoDecode] = ("en",)
-    """Languages the reasoner writes well (zh, en; * = any), comma-separated. A cascade question in
-    another language is answered by vision directly (route_reason reasoner_language). The default
-    is the embedded SmolLM2-135M's (English only); GLM-4 chat: zh,en."""
+    """Languages the reasoner reads and writes well (zh, en; * = any), comma-separated. A cascade
+    question, or an image's text, in another language is answered by vision directly
+    (route_reason reasoner_language). Default: the embedded SmolLM2-135M's (English only);
+    GLM-4 chat: zh,en."""
 
     vision_timeout_s: PositiveSeconds = 60.0
     reasoner_timeout_s: PositiveSeconds = 30.0

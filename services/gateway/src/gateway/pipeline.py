@@ -20,7 +20,7 @@ from gateway.degrade import ReasonerGuard, degraded_reason, mark_degraded, with_
 from gateway.errors import UpstreamError
 from gateway.guarded import GuardedUpstream
 from gateway.job import Job, elapsed_ms
-from gateway.languages import gate_language, language_notice
+from gateway.languages import evidence_notice, gate_evidence, gate_language, language_notice
 from gateway.repetition import cut_loop, said_in, stop_loops
 from gateway.routing import KeywordTable, Route, RouteDecision, forced_route, pick_route
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
@@ -74,7 +74,17 @@ class Pipeline:
             meta.caption_cache = job.captions.cache
             meta.models.vision = job.captions.vision_model
             meta.timings_ms.caption = round(job.captions.elapsed_ms, 1)
+            self._gate_evidence(job)
         return job
+
+    def _gate_evidence(self, job: Job) -> None:
+        """Vision answers instead when the reasoner cannot read the language of the image's text."""
+        assert job.captions is not None
+        decision = gate_evidence(job.decision, job.captions.texts, self.reasoner_languages)
+        if decision is not job.decision:
+            job.decision = decision
+            job.meta.route, job.meta.route_reason = decision.route, decision.reason
+            job.meta.notice = evidence_notice(job.captions.texts, self.reasoner_languages)
 
     def route_only(
         self, request: GatewayChatRequest, *, request_id: str, header_route: str | None = None
