@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Do the answers name the right facts? The evaluation set through the real embedded stack, per route and language.
+"""Do the answers name the right facts? The evaluation set on the real embedded stack, per route and language.
 
 One run starts Redis, vision (ocr-lite), reasoner (SmolLM2-135M) and the gateway as real
 processes (``tests.support.stack``), then asks every question of ``tests/evalset`` twice:
@@ -106,7 +106,9 @@ def report(results: list[Result]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="the seed screenshot only")
     parser.add_argument("--show", action="store_true", help="print every answer")
     parser.add_argument("--reasoner-languages", default=None,
@@ -121,7 +123,10 @@ def main() -> None:
     print(f"machine: {platform.node()} ({platform.machine()}), python {platform.python_version()}")
     print(f"questions: {sum(len(c.questions) for c in cases)} on {len(cases)} screenshots × routes {ROUTES}")
     results: list[Result] = []
-    with running_stack(gateway_env=gateway_env) as stack, httpx.Client(base_url=stack.url, timeout=600) as client:
+    with (
+        running_stack(gateway_env=gateway_env) as stack,
+        httpx.Client(base_url=stack.url, timeout=600) as client,
+    ):
         for case in cases:
             for question in case.questions:
                 for route in ROUTES:
