@@ -11,7 +11,8 @@ processes (``tests.support.stack``), then asks every question of ``tests/evalset
 An answer *passes* when it names every fact its question lists (``tests/evalset/cases.py``),
 claims none of the absent ones, and is written in the question's language
 (``tests/evalset/scoring.py``). Printed per route × question language: passes, the share of
-facts named, how many answers the gate sent to vision, and how many answers loop (a
+facts named, how many answers the gate sent to vision, how many talk about the picture's
+size or colours (the distraction the cascade prompt keeps apart) and how many loop (a
 12-token span said twice). Decoding is greedy (``temperature: 0``), so a rerun on the same
 code gives the same answers; the figures are not timings and do not depend on the load.
 
@@ -45,6 +46,7 @@ from tests.support.stack import running_stack  # noqa: E402
 ROUTES = ("direct", "cascade")
 _TOKEN = re.compile(r"[\u3400-\u9fff]|[A-Za-z0-9_']+")
 LOOP_SPAN = 12
+_PICTURE_FACT = re.compile(r"\d+\s*×\s*\d+|colou?rs?\b|像素|颜色", re.IGNORECASE)
 
 
 def loops(text: str, span: int = LOOP_SPAN) -> bool:
@@ -71,6 +73,11 @@ class Result:
     score: Score
     loops: bool
 
+    @property
+    def distracted(self) -> bool:
+        """Whether the answer talks about the picture's size or colours."""
+        return _PICTURE_FACT.search(self.answer) is not None
+
 
 def ask(client: httpx.Client, case: Case, question: Question, route: str, max_tokens: int) -> Result:
     body: dict[str, Any] = {
@@ -94,15 +101,17 @@ def report(results: list[Result]) -> None:
     groups: dict[tuple[str, str], list[Result]] = defaultdict(list)
     for result in results:
         groups[(result.route, result.question.lang)].append(result)
-    print(f"{'route':8} {'lang':4} {'passed':>9} {'facts named':>12} {'to vision':>10} {'loops':>6}")
+    print(f"{'route':8} {'lang':4} {'passed':>9} {'facts named':>12} {'to vision':>10} "
+          f"{'size/colour':>12} {'loops':>6}")
     for (route, lang), group in sorted(groups.items()):
         passed = sum(r.score.passed for r in group)
         named = sum(r.score.facts_named for r in group)
         total = sum(r.score.facts_total for r in group)
         gated = sum(r.route_reason == "reasoner_language" for r in group)
         looping = sum(r.loops for r in group)
+        distracted = sum(r.distracted for r in group)
         print(f"{route:8} {lang:4} {passed:>4}/{len(group):<4} {named / total:>11.0%} "
-              f"{gated:>10} {looping:>6}")
+              f"{gated:>10} {distracted:>12} {looping:>6}")
 
 
 def main() -> None:

@@ -29,4 +29,5 @@ def test_the_table_has_a_row_per_route_and_language_with_passes_and_facts(
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in capsys.readouterr().out.splitlines()[1:]}
     assert rows[("direct", "zh")][:2] == ["1/1", "100%"]
     assert rows[("cascade", "en")][:2] == ["0/1", "0%"]
+    assert rows[("cascade", "en")][3] == "1"  # it talks about the picture's size
     assert rows[("cascade", "zh")][2] == "1"  # sent to vision by the language gate
