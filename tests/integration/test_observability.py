@@ -21,8 +21,7 @@ from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-# English: the embedded SmolLM2 answers English only (a Chinese question goes to vision directly).
-CASCADE_QUESTION = "Why has this order not shipped yet?"
+CASCADE_QUESTION = "为什么这个订单还没有发货?"
 
 
 def json_lines(service: ServiceProcess) -> list[dict[str, Any]]:
@@ -104,7 +103,7 @@ def test_a_cascade_request_is_followed_by_id_through_all_three_logs_and_its_repe
     vision_lines = lines_with_id(stack.vision, first_id)
     reasoner_lines = lines_with_id(stack.reasoner, first_id)
     (access,) = [line for line in gateway_lines if line["logger"] == "gateway.access"]
-    assert access["route"] == "cascade" and access["keyword"] == "why" and access["cache"] == "miss"
+    assert access["route"] == "cascade" and access["keyword"] == "为什么" and access["cache"] == "miss"
     assert access["status"] == 200 and access["degraded"] is False and access["latency_ms"] > 0
     assert access["images"] == first["images"]
     assert CASCADE_QUESTION not in json.dumps(gateway_lines, ensure_ascii=False)  # prompts off by default

@@ -3,7 +3,7 @@
 Playwright drives Debian's Chromium headless (``/usr/bin/chromium``; ``make test``
 installs it: Playwright's own browser download cannot work here). The page is loaded
 from the gateway, a generated order screenshot is picked, the order number is asked
-for and must stream in, the badges must say direct / ocr-lite; then a "why" question
+for and must stream in, the badges must say direct / ocr-lite; then a 为什么 question
 must go cascade with its keyword shown. The copied curl and Python calls are run for
 real, the phone layout is checked, and screenshots are saved to ``artifacts/``.
 """
@@ -40,8 +40,7 @@ LAUNCH_ARGS = [
     "--disable-sync",
 ]
 ANSWER_TIMEOUT_MS = 180_000
-# English: the embedded SmolLM2 answers English only (a Chinese question goes to vision directly).
-CASCADE_QUESTION = "Why has this order not shipped yet?"
+CASCADE_QUESTION = "为什么这个订单还没有发货?"
 
 
 def font_config(tmp: Path) -> Path:
@@ -148,7 +147,7 @@ def test_ask_about_a_screenshot_direct_then_cascade(page: Page, tmp_path: Path) 
     assert page.evaluate("window.__answerTexts.size") > 3, "the answer arrived in one piece"
     route = second.locator('[data-badge="route"]')
     expect(route).to_contain_text("cascade")
-    expect(route).to_contain_text("why")
+    expect(route).to_contain_text("为什么")
     expect(second.locator('[data-badge="cache"]')).to_contain_text("未命中")  # first caption of this image
     expect(second.locator('[data-badge="models"]')).to_contain_text("ocr-lite")
     expect(second.locator('[data-badge="models"]')).to_contain_text("reasoner")
