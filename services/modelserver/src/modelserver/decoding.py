@@ -17,6 +17,11 @@
    (:mod:`modelserver.kv_batch`), so a request never waits for a whole batch to end.
    Needs a plain dynamic KV cache and no per-row model state; otherwise nobody joins.
 
+5. **Static cache** (optional ``static_kv``, the GPU fast path): the rows live in a
+   preallocated cache (:mod:`modelserver.static_kv`) whose step may be a CUDA graph
+   (:mod:`modelserver.cuda_graphs`); the next step is launched before the sampled tokens
+   reach the CPU, so the bookkeeping above overlaps it. Same tokens as the dynamic path.
+
 Nothing per request outlives its row: a row's state (prompt, detokenizer, constraint,
 result) is dropped when it finishes, and its :class:`RowResult` is handed to the optional
 ``on_result`` callback rather than collected, because under continuous batching a batch
