@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 from gateway.config import GatewaySettings
-from gateway.pipeline import Pipeline
+from gateway.answer.service import Pipeline
 
 from .conftest import chat_body, gateway_client, unique_png
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 import uvicorn
 from gateway.config import GatewaySettings
-from gateway.fetch import FetchPolicy, ImageFetcher
+from gateway.images.fetch import FetchPolicy, ImageFetcher
 from gateway.main import create_app
 from PIL import Image
 from starlette.applications import Starlette

@@ -12,7 +12,7 @@ from flashsight_common.logs import configure_logging
 from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
-from gateway.httpserver import HeaderCappedHttpToolsProtocol
+from gateway.api.httpserver import HeaderCappedHttpToolsProtocol
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

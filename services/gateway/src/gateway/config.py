@@ -160,7 +160,7 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_consistency(self) -> GatewaySettings:
-        from gateway.prompts import CAPTION_PROMPTS  # the known versions live beside the prompts
+        from gateway.answer.prompts import CAPTION_PROMPTS  # the known versions live beside the prompts
 
         if self.caption_prompt_version not in CAPTION_PROMPTS:
             known = ", ".join(sorted(CAPTION_PROMPTS))

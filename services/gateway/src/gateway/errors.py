@@ -4,14 +4,14 @@
 
     GatewayError                        500  base: every error the gateway raises on purpose
     ├── InvalidRequestError             400  the request is wrong; the message says what is accepted
-    │   ├── ImageInputError             400  an image was refused (code from gateway.images:
+    │   ├── ImageInputError             400  an image was refused (code from gateway.images.normalise:
     │   │                                    invalid_image, image_too_large, unsupported_image_format)
     │   ├── ImageFetchError             400  an image URL was blocked or could not be fetched
     │   ├── TooManyImagesError          400  more images than ``max_images_per_request``
     │   └── RouteConflictError          400  the model id, ``route`` field and header force different routes
-    ├── AuthenticationError             401  no or wrong API key (gateway.auth)
+    ├── AuthenticationError             401  no or wrong API key (gateway.api.auth)
     ├── ModelNotFoundError              404  ``model`` is not one of GET /v1/models
-    ├── RateLimitedError                429  + Retry-After, x-ratelimit-*: over the limit (gateway.ratelimit)
+    ├── RateLimitedError                429  + Retry-After, x-ratelimit-*: over the limit (gateway.store.ratelimit)
     ├── RateLimitUnavailableError       503  + Retry-After: Redis down and rate limits fail closed
     ├── RequestDeadlineError            504  + Retry-After: not answered within ``request_deadline_s``
     └── UpstreamError                   502  vision or reasoner failed (``.upstream`` names which)
@@ -20,13 +20,13 @@
         │   ├── UpstreamTimeoutError    503  + Retry-After: no answer in time
         │   ├── UpstreamOverloadedError 503  + Retry-After: it said 503/429 (its Retry-After kept)
         │   └── UpstreamCircuitOpenError 503 + Retry-After: failed repeatedly, not called for a while
-        │                                    (gateway.guarded; the reasoner's is caught: degraded answer)
+        │                                    (gateway.upstreams.guarded; the reasoner's is caught: degraded answer)
         ├── UpstreamProtocolError       502  it answered something that is not OpenAI JSON/SSE
         └── UpstreamRejectedError       4xx  it refused the request: its status and error body pass through
 
-Lower layers (aiohttp, gateway.images, gateway.fetch) are translated into this tree at
+Lower layers (aiohttp, gateway.images.normalise, gateway.images.fetch) are translated into this tree at
 the boundary with ``raise X(...) from exc``. Reasoner failures rarely reach this table:
-the pipeline catches them and answers from vision instead (see ``gateway.degrade``).
+the pipeline catches them and answers from vision instead (see ``gateway.answer.degradation``).
 FastAPI's own errors (validation, unknown routes and methods, bugs) get the handlers
 every service shares (``flashsight_common.handlers``); a body over ``max_body_bytes`` is
 refused (413 ``payload_too_large``) by ``flashsight_common.bodylimit`` before any route runs.

@@ -16,31 +16,31 @@ from fastapi import FastAPI
 from flashsight_common.bodylimit import BodySizeLimitMiddleware
 from flashsight_common.requestid import RequestIdMiddleware
 
-from gateway.access import AccessRecorder
-from gateway.admission import ImageAdmitter
-from gateway.auth import KeyStore
-from gateway.cache import CaptionCache
-from gateway.captioning import Captioner
+from gateway.telemetry.access_log import AccessRecorder
+from gateway.images.admission import ImageAdmitter
+from gateway.api.auth import KeyStore
+from gateway.store.caption_cache import CaptionCache
+from gateway.answer.captioning import Captioner
 from gateway.config import GatewaySettings
-from gateway.degrade import ReasonerGuard
+from gateway.answer.degradation import ReasonerGuard
 from gateway.errors import InvalidRequestError, install_error_handlers
-from gateway.fetch import FetchPolicy, ImageFetcher
-from gateway.gatekeeper import GatekeeperMiddleware
-from gateway.guarded import GuardedUpstream
-from gateway.images import ImageLimits
-from gateway.metrics import GatewayMetrics
-from gateway.middleware import AccessMiddleware
-from gateway.pipeline import Pipeline
-from gateway.prompts import CAPTION_PROMPTS
-from gateway.ratelimit import RateLimiter
-from gateway.redis_guard import RedisGuard, build_redis
-from gateway.routes import router
-from gateway.routing import KeywordTable
-from gateway.safety import SafetyFilter
-from gateway.seeds import router as seeds_router
-from gateway.shedding import LoadShedder, ShedPolicy
-from gateway.upstream import UpstreamClient, UpstreamTimeouts, build_session
-from gateway.web import mount_web
+from gateway.images.fetch import FetchPolicy, ImageFetcher
+from gateway.api.auth_middleware import GatekeeperMiddleware
+from gateway.upstreams.guarded import GuardedUpstream
+from gateway.images.normalise import ImageLimits
+from gateway.telemetry.metrics import GatewayMetrics
+from gateway.api.access_middleware import AccessMiddleware
+from gateway.answer.service import Pipeline
+from gateway.answer.prompts import CAPTION_PROMPTS
+from gateway.store.ratelimit import RateLimiter
+from gateway.store.redis_guard import RedisGuard, build_redis
+from gateway.api.routes import router
+from gateway.answer.route_choice import KeywordTable
+from gateway.images.safety import SafetyFilter
+from gateway.api.seed_endpoints import router as seeds_router
+from gateway.answer.shedding import LoadShedder, ShedPolicy
+from gateway.upstreams.client import UpstreamClient, UpstreamTimeouts, build_session
+from gateway.api.web import mount_web
 
 logger = logging.getLogger(__name__)
 

@@ -101,9 +101,9 @@ class FlashSightMeta(BaseModel):
     degraded_reason: DegradedReason | None = None
     notice: str | None = None
     load_shedding: list[str] = Field(default_factory=list)
-    """Overload steps applied to this request (see gateway.shedding)."""
+    """Overload steps applied to this request (see gateway.answer.shedding)."""
     safety: dict[str, Any] | None = None
-    """The safety pre-filter's findings, when it is on (see gateway.safety)."""
+    """The safety pre-filter's findings, when it is on (see gateway.images.safety)."""
     models: ModelsUsed = Field(default_factory=ModelsUsed)
     timings_ms: Timings = Field(default_factory=Timings)
     images: list[str] = Field(default_factory=list)

@@ -1,0 +1,1 @@
+"""Answering one chat request: the request service, route choice, prompts, captioning, streaming, degradation, shedding."""

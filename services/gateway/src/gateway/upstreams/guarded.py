@@ -1,0 +1,126 @@
+"""An upstream client behind its own circuit breaker (one per upstream: vision and reasoner).
+
+After ``failure_threshold`` consecutive failures the upstream is not called for
+``open_s`` seconds: callers get :class:`UpstreamCircuitOpenError` at once (vision: a 503
+with ``Retry-After``; reasoner: the pipeline answers from vision, degraded
+``reasoner_circuit_open``). Then one request probes it (see :mod:`gateway.upstreams.breaker`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from gateway.upstreams.breaker import CircuitBreaker
+from gateway.errors import UpstreamError, UpstreamRejectedError, UpstreamUnavailableError
+from gateway.upstreams.client import UpstreamClient, UpstreamStream
+
+logger = logging.getLogger(__name__)
+
+
+class UpstreamCircuitOpenError(UpstreamUnavailableError):
+    """The upstream failed repeatedly just now; it is not being called for a while."""
+
+    default_code = "upstream_circuit_open"
+
+
+def counts_as_failure(exc: UpstreamError) -> bool:
+    """A 4xx is the request's fault (a bad image), not a sick upstream: it does not trip the circuit."""
+    return not isinstance(exc, UpstreamRejectedError)
+
+
+class GuardedUpstream:
+    """``complete``/``open_stream``/``model_id`` of one upstream, skipped while its circuit is open."""
+
+    open_error: type[UpstreamCircuitOpenError] = UpstreamCircuitOpenError
+
+    def __init__(
+        self,
+        client: UpstreamClient,
+        *,
+        failure_threshold: int,
+        open_s: float,
+        success_on_open: bool = True,
+        counts: Callable[[UpstreamError], bool] = counts_as_failure,
+    ) -> None:
+        self.client = client
+        self.name = client.name
+        self.breaker = CircuitBreaker(threshold=failure_threshold, open_s=open_s)
+        # False for the reasoner: its stream only counts as a success once it gave a token
+        # (the pipeline calls record_success then), else a reasoner that accepts and dies
+        # would reset its failure count on every request.
+        self._success_on_open = success_on_open
+        self._counts = counts
+
+    @property
+    def circuit(self) -> str:
+        """The breaker's state: ``closed``, ``open`` or ``half_open``."""
+        return self.breaker.state
+
+    async def complete(self, body: dict[str, Any], *, request_id: str | None) -> dict[str, Any]:
+        self._check_open()
+        try:
+            answer = await self.client.complete(body, request_id=request_id)
+        except UpstreamError as exc:
+            self._failed(exc)
+            raise
+        self.record_success()
+        return answer
+
+    async def open_stream(self, body: dict[str, Any], *, request_id: str | None) -> UpstreamStream:
+        self._check_open()
+        try:
+            stream = await self.client.open_stream(body, request_id=request_id)
+        except UpstreamError as exc:
+            self._failed(exc)
+            raise
+        if self._success_on_open:
+            self.record_success()
+        return stream
+
+    async def model_id(self) -> str:
+        # Memoised by the client: only its first call goes out, so it does not take the probe.
+        if self.breaker.is_open:
+            raise self._open_error()
+        try:
+            return await self.client.model_id()
+        except UpstreamError as exc:
+            self._failed(exc)
+            raise
+
+    async def readiness(self) -> dict[str, Any]:
+        """The upstream's own readiness plus this gateway's view of it (the circuit)."""
+        return {**await self.client.readiness(), "circuit": self.circuit}
+
+    def record_success(self) -> None:
+        if self.breaker.record_success():
+            logger.info("%s answers again; circuit closed", self.name)
+
+    def record_failure(self) -> None:
+        if self.breaker.record_failure():
+            logger.warning(
+                "%s failed %d times in a row; circuit open for %gs",
+                self.name,
+                self.breaker.threshold,
+                self.breaker.open_s,
+            )
+
+    def _failed(self, exc: UpstreamError) -> None:
+        if self._counts(exc):
+            self.record_failure()
+        else:
+            self.record_success()  # it answered: alive, even if it refused this request
+
+    def _check_open(self) -> None:
+        if not self.breaker.allow():
+            raise self._open_error()
+
+    def _open_error(self) -> UpstreamCircuitOpenError:
+        return self.open_error(
+            f"{self.name} circuit is open after {self.breaker.threshold} consecutive failures; "
+            f"retrying it in {self.breaker.retry_in():.1f}s",
+            upstream=self.name,
+            retry_after=max(1, math.ceil(self.breaker.retry_in())),
+        )
