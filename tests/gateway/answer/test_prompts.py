@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from flashsight_common.schemas import ChatMessage
-from gateway.answer.prompts import CAPTION_PROMPTS, REASONER_SYSTEM_PROMPT, caption_messages, reasoner_messages
+from gateway.answer.prompts import (
+    CAPTION_PROMPTS,
+    REASONER_SYSTEM_PROMPT,
+    caption_messages,
+    reasoner_messages,
+)
 
 
 def user(*parts: dict[str, object] | str) -> ChatMessage:

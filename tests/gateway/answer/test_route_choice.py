@@ -3,8 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gateway.errors import InvalidRequestError, ModelNotFoundError, RouteConflictError
 from gateway.answer.route_choice import KeywordTable, forced_route, pick_route
+from gateway.errors import InvalidRequestError, ModelNotFoundError, RouteConflictError
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,15 @@ import pytest
 from gateway.config import GatewaySettings
 from gateway.schemas import DEGRADED_NOTICE
 
+from tests.gateway.conftest import (
+    DEAD_REDIS_URL,
+    REASONER_MODEL,
+    VISION_MODEL,
+    chat_body,
+    gateway_client,
+    unique_png,
+)
 from tests.support.stub_upstream import StubUpstream
-
-from tests.gateway.conftest import DEAD_REDIS_URL, REASONER_MODEL, VISION_MODEL, chat_body, gateway_client, unique_png
 
 CASCADE_Q = "为什么这个订单被拒绝了?"
 DIRECT_Q = "订单号是多少?"

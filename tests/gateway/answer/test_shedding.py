@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.answer.shedding import LoadShedder, ShedPolicy
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
-from gateway.answer.shedding import LoadShedder, ShedPolicy, mark_shed
 
 
 def _request(**extra: object) -> GatewayChatRequest:
@@ -32,6 +32,6 @@ def test_cost_cuts_cap_tokens_and_force_greedy() -> None:
 
 def test_marking_keeps_every_step_and_names_the_worst() -> None:
     meta = FlashSightMeta(route="direct", route_reason="default")
-    mark_shed(meta, ["overload_max_tokens", "overload_greedy"])
+    meta.mark_shed(["overload_max_tokens", "overload_greedy"])
     assert meta.degraded and meta.degraded_reason == "overload_greedy"
     assert meta.load_shedding == ["overload_max_tokens", "overload_greedy"]

@@ -10,12 +10,11 @@ from typing import Any
 import httpx
 from gateway.config import GatewaySettings
 from gateway.images.normalise import NormalisedImage
-from gateway.main import create_app
 from gateway.images.safety import SafetyFilter, SafetyMode
-
-from tests.support.stub_upstream import StubUpstream
+from gateway.main import create_app
 
 from tests.gateway.conftest import REASONER_MODEL, VISION_MODEL, data_url, gateway_client, unique_png
+from tests.support.stub_upstream import StubUpstream
 
 
 async def test_infer_direct_reports_vision_confidence(
@@ -108,7 +107,7 @@ async def test_caption_is_screened_by_the_safety_filter_before_vision_sees_it(
 ) -> None:
     app = create_app(make_settings())
     async with app.router.lifespan_context(app):
-        app.state.pipeline.admitter.safety = _FlagEverything("reject")
+        app.state.service.admitter.safety = _FlagEverything("reject")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
             resp = await client.post("/caption", files={"file": ("a.png", unique_png(), "image/png")})

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from gateway.api.web import ACCEPTED_MIME_TYPES
 from gateway.config import GatewaySettings
 from gateway.images.normalise import ACCEPTED_FORMATS
-from gateway.api.web import ACCEPTED_MIME_TYPES
 
 from tests.gateway.conftest import gateway_client
 

@@ -1,4 +1,4 @@
-"""gateway.images.admission: where image normalisation runs (inline for small images, a worker thread otherwise)."""
+"""gateway.images.admission: where normalisation runs (inline for small images, a worker thread otherwise)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import threading
 import zlib
 
 import pytest
+from gateway.errors import ImageInputError
 from gateway.images import normalise as images
 from gateway.images.admission import INLINE_MAX_PIXELS, ImageAdmitter
-from gateway.errors import ImageInputError
 from gateway.images.fetch import FetchPolicy, ImageFetcher
 from gateway.images.normalise import ImageLimits, declared_pixels
 from PIL import Image

@@ -11,8 +11,8 @@ import uvicorn
 from flashsight_common.logs import configure_logging
 from pydantic import ValidationError
 
-from gateway.config import GatewaySettings
 from gateway.api.httpserver import HeaderCappedHttpToolsProtocol
+from gateway.config import GatewaySettings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -16,31 +16,30 @@ from fastapi import FastAPI
 from flashsight_common.bodylimit import BodySizeLimitMiddleware
 from flashsight_common.requestid import RequestIdMiddleware
 
-from gateway.telemetry.access_log import AccessRecorder
-from gateway.images.admission import ImageAdmitter
-from gateway.api.auth import KeyStore
-from gateway.store.caption_cache import CaptionCache
 from gateway.answer.captioning import Captioner
-from gateway.config import GatewaySettings
-from gateway.answer.degradation import ReasonerGuard
-from gateway.errors import InvalidRequestError, install_error_handlers
-from gateway.images.fetch import FetchPolicy, ImageFetcher
-from gateway.api.auth_middleware import GatekeeperMiddleware
-from gateway.upstreams.guarded import GuardedUpstream
-from gateway.images.normalise import ImageLimits
-from gateway.telemetry.metrics import GatewayMetrics
-from gateway.api.access_middleware import AccessMiddleware
-from gateway.answer.service import Pipeline
 from gateway.answer.prompts import CAPTION_PROMPTS
+from gateway.answer.route_choice import KeywordTable
+from gateway.answer.service import AnswerService
+from gateway.answer.shedding import LoadShedder, ShedPolicy
+from gateway.api.access_middleware import AccessMiddleware
+from gateway.api.auth import KeyStore
+from gateway.api.auth_middleware import GatekeeperMiddleware
+from gateway.api.routes import router
+from gateway.api.seed_endpoints import router as seeds_router
+from gateway.api.web import mount_web
+from gateway.config import GatewaySettings
+from gateway.errors import InvalidRequestError, install_error_handlers
+from gateway.images.admission import ImageAdmitter
+from gateway.images.fetch import FetchPolicy, ImageFetcher
+from gateway.images.normalise import ImageLimits
+from gateway.images.safety import SafetyFilter
+from gateway.store.caption_cache import CaptionCache
 from gateway.store.ratelimit import RateLimiter
 from gateway.store.redis_guard import RedisGuard, build_redis
-from gateway.api.routes import router
-from gateway.answer.route_choice import KeywordTable
-from gateway.images.safety import SafetyFilter
-from gateway.api.seed_endpoints import router as seeds_router
-from gateway.answer.shedding import LoadShedder, ShedPolicy
+from gateway.telemetry.access_log import AccessRecorder
+from gateway.telemetry.metrics import GatewayMetrics
 from gateway.upstreams.client import UpstreamClient, UpstreamTimeouts, build_session
-from gateway.api.web import mount_web
+from gateway.upstreams.guarded import GuardedUpstream, ReasonerGuard
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 if settings.rate_limit_per_minute
                 else None
             )
-            app.state.pipeline = Pipeline(
+            app.state.service = AnswerService(
                 admitter=ImageAdmitter(
                     limits=limits,
                     max_images=settings.max_images_per_request,
@@ -147,8 +146,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     failure_threshold=settings.reasoner_failure_threshold,
                     open_s=settings.reasoner_circuit_open_s,
                 ),
+                shedder=shedder,
+                deadline_s=settings.request_deadline_s,
+                max_text_chars=settings.max_text_chars,
             )
-            metrics.track_circuit("reasoner", lambda: app.state.pipeline.reasoner.breaker.state)
+            metrics.track_circuit("reasoner", lambda: app.state.service.reasoner.breaker.state)
             metrics.track_circuit("redis", lambda: guard.breaker.state)
             metrics.track_circuit("vision", lambda: vision.breaker.state)
             if keys.open:
@@ -171,7 +173,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = FastAPI(title="FlashSight gateway", lifespan=lifespan)
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.shedder = shedder
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(seeds_router)

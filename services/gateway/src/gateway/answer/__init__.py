@@ -1,1 +1,5 @@
-"""Answering one chat request: the request service, route choice, prompts, captioning, streaming, degradation, shedding."""
+"""Answering one chat request.
+
+The request service (``service``) and the steps it owns: route choice, prompts, upstream
+bodies, captioning, streaming, degradation, shedding, and the responses it builds.
+"""

@@ -11,13 +11,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.store.caption_cache import CachedCaption, CaptionCache
-from gateway.upstreams.guarded import GuardedUpstream
+from gateway.answer.upstream_bodies import caption_body
 from gateway.images.normalise import NormalisedImage
-from gateway.telemetry.metrics import GatewayMetrics
-from gateway.answer.prompts import CAPTION_PARAMS, caption_messages
 from gateway.schemas import CacheStatus
+from gateway.store.caption_cache import CachedCaption, CaptionCache
+from gateway.telemetry.metrics import GatewayMetrics
 from gateway.upstreams.client import UpstreamClient
+from gateway.upstreams.guarded import GuardedUpstream
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +80,7 @@ class Captioner:
     async def _caption_one(
         self, image: NormalisedImage, model_id: str, request_id: str | None
     ) -> CachedCaption:
-        body = {
-            "model": model_id,
-            "messages": caption_messages(self.prompt, image.data_url()),
-            "max_tokens": self.max_tokens,
-            **CAPTION_PARAMS,
-        }
+        body = caption_body(self.prompt, image.data_url(), model_id, max_tokens=self.max_tokens)
         answer = await self.vision.complete(body, request_id=request_id)
         text = answer["choices"][0].get("message", {}).get("content") or ""
         return CachedCaption(caption=text.strip(), model=str(answer.get("model") or model_id))

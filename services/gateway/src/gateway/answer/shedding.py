@@ -12,22 +12,20 @@ Above each configured threshold one more step applies to new requests:
 
 Each applied step is listed in ``flashsight.load_shedding`` and the answer is marked
 ``degraded`` (``degraded_reason`` = the most severe step, unless the reasoner failing
-gave a more specific reason). A threshold of 0 turns its step off.
+gave a more specific reason: ``FlashSightMeta.mark_shed``). A threshold of 0 turns its
+step off. The holding reply itself is built by :mod:`gateway.answer.responses`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from flashsight_common.schemas import new_completion_id
-from flashsight_common.sse import DONE, encode_event
-
-from gateway.schemas import DegradedReason, FlashSightMeta, GatewayChatRequest
+from gateway.schemas import DegradedReason, GatewayChatRequest
 
 ShedStep = DegradedReason
+HOLDING_REPLY: ShedStep = "overload_holding_reply"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,45 +78,3 @@ class LoadShedder:
                 yield event
         finally:
             self.leave()
-
-
-def mark_shed(meta: FlashSightMeta, steps: list[ShedStep]) -> None:
-    """Record the steps in the metadata; the most severe names the degradation."""
-    if not steps:
-        return
-    meta.load_shedding = list(steps)
-    meta.degraded = True
-    meta.degraded_reason = meta.degraded_reason or steps[-1]
-
-
-def holding_answer(request: GatewayChatRequest, meta: FlashSightMeta, text: str) -> dict[str, Any]:
-    """A ``chat.completion`` carrying the holding reply (no model was called)."""
-    return {
-        "id": new_completion_id(),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request.model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-        "flashsight": meta.model_dump(),
-    }
-
-
-async def holding_stream(
-    request: GatewayChatRequest, meta: FlashSightMeta, text: str, *, on_done: Callable[[], None]
-) -> AsyncIterator[bytes]:
-    """The holding reply as an SSE stream: role, content, finish (with ``flashsight``), [DONE]."""
-    base = {
-        "id": new_completion_id(),
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": request.model,
-    }
-    try:
-        for delta, finish in (({"role": "assistant", "content": ""}, None), ({"content": text}, None)):
-            yield encode_event({**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        yield encode_event({**final, "flashsight": meta.model_dump()})
-        yield DONE
-    finally:
-        on_done()

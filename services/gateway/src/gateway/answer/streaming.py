@@ -5,32 +5,23 @@ A reasoner failure up to that point therefore still switches to vision (and a vi
 failure is still a clean 503). After it, a reasoner failure (dropped connection, error
 event, stall past the idle timeout) ends the stream with the notice as a last content
 delta and ``finish_reason: "degraded"``; the stream always ends with the metadata chunk
-and ``data: [DONE]``.
-
-Framing: role chunk, [notice delta when degraded], content deltas, finish chunk,
-[usage chunk when ``stream_options.include_usage``], ``[DONE]``; the last chunk before
-``[DONE]`` carries the ``flashsight`` object.
+and ``data: [DONE]``. Every chunk is built by :mod:`gateway.answer.responses`.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Literal
 
-from flashsight_common.schemas import ChatCompletionChunk, ChunkChoice, Delta, Usage, new_completion_id
-from flashsight_common.sse import DONE, encode_event
+from flashsight_common.schemas import Usage
 
-from gateway.answer.degradation import mark_degraded
+from gateway.answer.job import Job
+from gateway.answer.responses import MID_STREAM_FINISH_REASON, ChunkWriter
 from gateway.errors import UpstreamError
-from gateway.answer.job import Job, elapsed_ms
-from gateway.schemas import DEGRADED_NOTICE
 from gateway.upstreams.client import UpstreamStream
 
 logger = logging.getLogger(__name__)
-
-MID_STREAM_FINISH_REASON = "degraded"
 
 
 class PrimedStream:
@@ -75,45 +66,23 @@ async def prime(stream: UpstreamStream, *, started: float) -> PrimedStream:
     return PrimedStream(stream, head, rest, started=started)
 
 
-class _ChunkWriter:
-    """Builds the gateway's chunks: one completion id, the model that really answers."""
-
-    def __init__(self, model: str) -> None:
-        self.id = new_completion_id()
-        self.model = model
-        self.created = int(time.time())
-
-    def chunk(
-        self, *, delta: Delta | None = None, finish_reason: str | None = None, **extra: Any
-    ) -> ChatCompletionChunk:
-        choice = ChunkChoice(delta=delta or Delta(), finish_reason=finish_reason)
-        return ChatCompletionChunk(
-            id=self.id, model=self.model, created=self.created, choices=[choice], **extra
-        )
-
-    def usage(self, usage: Usage) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=self.id, model=self.model, created=self.created, choices=[], usage=usage
-        )
-
-
 async def relay(
     job: Job,
     source: PrimedStream,
     *,
-    answered_by: str,
+    answered_by: Literal["vision", "reasoner"],
     on_failure: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
-    """SSE bytes of ``source`` re-framed as the gateway's stream (``answered_by``: vision | reasoner)."""
-    writer = _ChunkWriter(source.model or "unknown")
+    """SSE bytes of ``source`` re-framed as the gateway's stream (the chunks: gateway.answer.responses)."""
+    writer = ChunkWriter(source.model or "unknown")
     finish: str | None = None
     usage: Usage | None = None
     extra: dict[str, Any] = {}
     error: dict[str, Any] | None = None
     try:
-        yield encode_event(writer.chunk(delta=Delta(role="assistant", content="")))
+        yield writer.role()
         if job.meta.notice:  # vision answers alone; a load-shed answer is degraded but needs no notice
-            yield encode_event(writer.chunk(delta=Delta(content=f"{DEGRADED_NOTICE}\n")))
+            yield writer.notice_first()
         async for chunk in source:
             if chunk.get("usage"):
                 usage = Usage.model_validate(chunk["usage"])
@@ -121,9 +90,7 @@ async def relay(
                 delta = choice.get("delta") or {}
                 text, thought = delta.get("content"), delta.get("reasoning_content")
                 if text or thought:
-                    yield encode_event(
-                        writer.chunk(delta=Delta(content=text or None, reasoning_content=thought))
-                    )
+                    yield writer.content(text, thought)
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
                     extra = {k: chunk[k] for k in ("confidence",) if k in chunk}
@@ -132,23 +99,24 @@ async def relay(
         if on_failure is not None:
             on_failure()
         if answered_by == "reasoner":
-            mark_degraded(job.meta, "reasoner_failed_mid_stream")
-            yield encode_event(writer.chunk(delta=Delta(content=f"\n\n{DEGRADED_NOTICE}")))
+            job.meta.mark_degraded("reasoner_failed_mid_stream")
+            yield writer.notice_last()
             finish = MID_STREAM_FINISH_REASON
         else:  # vision was the last resort: say what failed rather than pretend the answer is whole
             error = exc.body()
     finally:
         await source.aclose()
-    setattr(job.meta.timings_ms, answered_by, elapsed_ms(source.started))
-    # The metadata keeps its nulls (matched_keyword: null says "no keyword"), so it is added
-    # after the chunk's own None-free dump.
-    meta = {"flashsight": job.finish_meta().model_dump()}
-    final = writer.chunk(finish_reason=finish or "stop", **extra)
+    job.meta.record_stage(answered_by, started=source.started)
+    meta = job.meta.finish(started=job.started)
     if error is not None:
-        yield encode_event({**error, **meta})
-    elif job.request.include_usage():
-        yield encode_event(final)
-        yield encode_event({**writer.usage(usage or Usage()).model_dump(exclude_none=True), **meta})
+        ending = writer.failed(meta, error)
     else:
-        yield encode_event({**final.model_dump(exclude_none=True), **meta})
-    yield DONE
+        ending = writer.closing(
+            meta,
+            finish_reason=finish or "stop",
+            extra=extra,
+            usage=usage,
+            include_usage=job.request.include_usage(),
+        )
+    for event in ending:
+        yield event

@@ -19,18 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import GatewayError
-
-
-class AuthenticationError(GatewayError):
-    """The request carries no API key, or one that is not accepted."""
-
-    status_code = 401
-    error_type = "invalid_request_error"
-    default_code = "invalid_api_key"
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="flashsight"'}
+from gateway.errors import AuthenticationError
 
 
 def _digest(key: str) -> bytes:

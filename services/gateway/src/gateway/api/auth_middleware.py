@@ -9,11 +9,10 @@ Allowed responses carry the ``x-ratelimit-*`` headers too, as OpenAI's do.
 from __future__ import annotations
 
 from flashsight_common.requestid import header
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.auth import KeyStore
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, error_response
 from gateway.store.ratelimit import RateLimiter
 
 EXEMPT_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/favicon.ico", "/index.html"})
@@ -45,8 +44,7 @@ class GatekeeperMiddleware:
             scope.setdefault("state", {})["caller"] = caller.identity
             verdict = await limiter.check(caller.identity) if limiter is not None else None
         except GatewayError as exc:
-            response = JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
-            await response(scope, receive, send)
+            await error_response(exc)(scope, receive, send)
             return
         if verdict is None:
             await self.app(scope, receive, send)

@@ -6,24 +6,16 @@ import asyncio
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from flashsight_common.schemas import ModelCard, ModelList
+from flashsight_common.sse import SSE_HEADERS, SSE_MEDIA_TYPE
 from pydantic import ValidationError
 
-from gateway.answer.chat import serve_chat
-from gateway.api.deps import (
-    MetricsDep,
-    PipelineDep,
-    ReasonerDep,
-    RedisGuardDep,
-    RequestIdDep,
-    SettingsDep,
-    ShedderDep,
-    VisionDep,
-)
-from gateway.telemetry.metrics import CONTENT_TYPE_LATEST
 from gateway.answer.route_choice import MODEL_ROUTES
+from gateway.api.deps import AnswerServiceDep, MetricsDep, ReasonerDep, RedisGuardDep, RequestIdDep, VisionDep
+from gateway.fastjson import FastJSONResponse
 from gateway.schemas import GatewayChatRequest
+from gateway.telemetry.metrics import CONTENT_TYPE_LATEST
 
 router = APIRouter()
 
@@ -39,22 +31,19 @@ def parse_chat_request(raw: bytes) -> GatewayChatRequest:
 @router.post("/v1/chat/completions")
 async def chat_completions(
     request: Request,
-    pipeline: PipelineDep,
-    shedder: ShedderDep,
-    settings: SettingsDep,
+    service: AnswerServiceDep,
     request_id: RequestIdDep,
     x_flashsight_route: str | None = Header(default=None),
 ) -> Response:
     body = parse_chat_request(await request.body())
-    return await serve_chat(
-        body,
-        pipeline=pipeline,
-        shedder=shedder,
-        deadline_s=settings.request_deadline_s,
-        max_text_chars=settings.max_text_chars,
-        request_id=request_id,
-        header_route=x_flashsight_route.strip().lower() if x_flashsight_route else None,
-    )
+    answered = await service.answer(body, request_id=request_id, header_route=x_flashsight_route)
+    headers = answered.meta.headers()
+    if answered.events is not None:
+        # Timings and a mid-stream degradation are only known at the end: see the last chunk.
+        return StreamingResponse(
+            answered.events, media_type=SSE_MEDIA_TYPE, headers={**SSE_HEADERS, **headers}
+        )
+    return FastJSONResponse(answered.completion, headers=headers)
 
 
 @router.get("/v1/models")

@@ -3,7 +3,7 @@
 ``POST /infer`` {"image_url","prompt"}, ``POST /caption`` (multipart ``file``),
 ``POST /chat`` (multipart ``image`` + ``text``), ``POST /v1/multimodal/completion``
 (multipart ``image`` + ``prompt``). Each builds an OpenAI chat request and runs it
-through :func:`gateway.answer.chat.answer_chat`, the path ``/v1/chat/completions`` takes: routing,
+through :meth:`gateway.answer.service.AnswerService.answer`, the path ``/v1/chat/completions`` takes: routing,
 caching and degrading behave exactly as there, and so do the text cap, the request
 deadline and load shedding (each is counted in flight; under overload its answer is
 capped, greedy, or the holding reply, flagged in ``flashsight``).
@@ -20,10 +20,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 
-from gateway.answer.chat import answer_chat
-from gateway.config import GatewaySettings
-from gateway.api.deps import AdmitterDep, CaptionerDep, PipelineDep, RequestIdDep, SettingsDep, ShedderDep
-from gateway.answer.service import Pipeline
+from gateway.answer.service import AnswerService
+from gateway.api.deps import AnswerServiceDep, RequestIdDep
 from gateway.schemas import (
     CaptionResponse,
     ChatSeedResponse,
@@ -33,7 +31,6 @@ from gateway.schemas import (
     InferResponse,
     MultimodalResponse,
 )
-from gateway.answer.shedding import LoadShedder
 
 router = APIRouter(tags=["seed-compatible"])
 
@@ -41,9 +38,7 @@ RouteHeader = Annotated[str | None, Header(alias="X-FlashSight-Route")]
 
 
 async def _ask(
-    pipeline: Pipeline,
-    shedder: LoadShedder,
-    settings: GatewaySettings,
+    service: AnswerService,
     *,
     image_url: str | None,
     question: str,
@@ -54,15 +49,7 @@ async def _ask(
     if image_url:
         content.insert(0, {"type": "image_url", "image_url": {"url": image_url}})
     request = GatewayChatRequest.model_validate({"messages": [{"role": "user", "content": content}]})
-    answered = await answer_chat(
-        request,
-        pipeline=pipeline,
-        shedder=shedder,
-        deadline_s=settings.request_deadline_s,
-        max_text_chars=settings.max_text_chars,
-        request_id=request_id,
-        header_route=header_route.strip().lower() if header_route else None,
-    )
+    answered = await service.answer(request, request_id=request_id, header_route=header_route)
     assert answered.completion is not None  # the request asked for no stream
     return answered.completion
 
@@ -81,16 +68,12 @@ def _text(answer: dict[str, Any]) -> str:
 @router.post("/infer")
 async def infer(
     body: InferRequest,
-    pipeline: PipelineDep,
-    shedder: ShedderDep,
-    settings: SettingsDep,
+    service: AnswerServiceDep,
     request_id: RequestIdDep,
     route: RouteHeader = None,
 ) -> InferResponse:
     answer = await _ask(
-        pipeline,
-        shedder,
-        settings,
+        service,
         image_url=body.image_url,
         question=body.prompt,
         request_id=request_id,
@@ -108,18 +91,9 @@ async def infer(
 
 @router.post("/caption")
 async def caption(
-    file: Annotated[UploadFile, File()],
-    admitter: AdmitterDep,
-    captioner: CaptionerDep,
-    shedder: ShedderDep,
-    request_id: RequestIdDep,
+    file: Annotated[UploadFile, File()], service: AnswerServiceDep, request_id: RequestIdDep
 ) -> CaptionResponse:
-    shedder.enter()  # counted, so chat requests meanwhile see the load; its steps do not apply (see above)
-    try:
-        image = await admitter.admit_upload(await file.read(), param="file")
-        captions = await captioner.caption([image], request_id=request_id)
-    finally:
-        shedder.leave()
+    captions = await service.caption_upload(await file.read(), param="file", request_id=request_id)
     return CaptionResponse(
         caption=captions.texts[0], model=captions.vision_model or "unknown", cache=captions.cache or "miss"
     )
@@ -127,18 +101,14 @@ async def caption(
 
 @router.post("/chat")
 async def chat(
-    pipeline: PipelineDep,
-    shedder: ShedderDep,
-    settings: SettingsDep,
+    service: AnswerServiceDep,
     request_id: RequestIdDep,
     text: Annotated[str, Form(min_length=1)],
     image: Annotated[UploadFile | None, File()] = None,
     route: RouteHeader = None,
 ) -> ChatSeedResponse:
     answer = await _ask(
-        pipeline,
-        shedder,
-        settings,
+        service,
         image_url=await _upload_data_url(image),
         question=text,
         request_id=request_id,
@@ -155,18 +125,14 @@ async def chat(
 
 @router.post("/v1/multimodal/completion")
 async def multimodal_completion(
-    pipeline: PipelineDep,
-    shedder: ShedderDep,
-    settings: SettingsDep,
+    service: AnswerServiceDep,
     request_id: RequestIdDep,
     image: Annotated[UploadFile, File()],
     prompt: Annotated[str, Form(min_length=1)],
     route: RouteHeader = None,
 ) -> MultimodalResponse:
     answer = await _ask(
-        pipeline,
-        shedder,
-        settings,
+        service,
         image_url=await _upload_data_url(image),
         question=prompt,
         request_id=request_id,

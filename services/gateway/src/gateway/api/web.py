@@ -16,9 +16,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from gateway.config import GatewaySettings
-from gateway.api.deps import SettingsDep
 from gateway.answer.route_choice import MODEL_ROUTES
+from gateway.api.deps import SettingsDep
+from gateway.config import GatewaySettings
 
 router = APIRouter()
 

@@ -24,36 +24,12 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from gateway.errors import GatewayError
+from gateway.errors import RateLimitedError, RateLimitUnavailableError
 from gateway.store.redis_guard import RedisGuard, RedisUnavailableError
 
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "flashsight:ratelimit"
-
-
-class RateLimitedError(GatewayError):
-    """The caller used up its requests for the current window."""
-
-    status_code = 429
-    error_type = "rate_limit_error"
-    default_code = "rate_limit_exceeded"
-
-    def __init__(self, message: str, *, verdict: Verdict) -> None:
-        super().__init__(message, retry_after=max(1, math.ceil(verdict.reset_s)))
-        self.verdict = verdict
-
-    def headers(self) -> dict[str, str]:
-        return {**super().headers(), **self.verdict.headers()}
-
-
-class RateLimitUnavailableError(GatewayError):
-    """Redis is down and the operator chose to fail closed (``rate_limit_fail_open=false``)."""
-
-    status_code = 503
-    error_type = "service_unavailable"
-    default_code = "rate_limit_unavailable"
-    default_retry_after = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +86,8 @@ class RateLimiter:
                 f"rate limit reached: {self.item.amount} requests per minute for this caller "
                 "(its API key, or its address when no keys are set); "
                 f"retry in {math.ceil(verdict.reset_s)}s",
-                verdict=verdict,
+                retry_after=max(1, math.ceil(verdict.reset_s)),
+                limit_headers=verdict.headers(),
             )
         return verdict
 

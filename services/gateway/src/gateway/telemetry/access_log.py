@@ -15,8 +15,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.telemetry.metrics import GatewayMetrics
 from gateway.schemas import FlashSightMeta
+from gateway.telemetry.metrics import GatewayMetrics
 
 logger = logging.getLogger("gateway.access")
 

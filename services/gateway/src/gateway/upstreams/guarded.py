@@ -1,9 +1,11 @@
 """An upstream client behind its own circuit breaker (one per upstream: vision and reasoner).
 
 After ``failure_threshold`` consecutive failures the upstream is not called for
-``open_s`` seconds: callers get :class:`UpstreamCircuitOpenError` at once (vision: a 503
-with ``Retry-After``; reasoner: the pipeline answers from vision, degraded
-``reasoner_circuit_open``). Then one request probes it (see :mod:`gateway.upstreams.breaker`).
+``open_s`` seconds: callers get :class:`~gateway.errors.UpstreamCircuitOpenError` at once
+(vision: a 503 with ``Retry-After``). The reasoner's guard, :class:`ReasonerGuard`, raises
+:class:`~gateway.errors.ReasonerCircuitOpenError` instead, which the request service turns
+into an answer from vision, degraded ``reasoner_circuit_open``. Then one request probes
+the upstream (see :mod:`gateway.upstreams.breaker`).
 """
 
 from __future__ import annotations
@@ -13,17 +15,16 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from gateway.errors import (
+    ReasonerCircuitOpenError,
+    UpstreamCircuitOpenError,
+    UpstreamError,
+    UpstreamRejectedError,
+)
 from gateway.upstreams.breaker import CircuitBreaker
-from gateway.errors import UpstreamError, UpstreamRejectedError, UpstreamUnavailableError
 from gateway.upstreams.client import UpstreamClient, UpstreamStream
 
 logger = logging.getLogger(__name__)
-
-
-class UpstreamCircuitOpenError(UpstreamUnavailableError):
-    """The upstream failed repeatedly just now; it is not being called for a while."""
-
-    default_code = "upstream_circuit_open"
 
 
 def counts_as_failure(exc: UpstreamError) -> bool:
@@ -123,4 +124,19 @@ class GuardedUpstream:
             f"retrying it in {self.breaker.retry_in():.1f}s",
             upstream=self.name,
             retry_after=max(1, math.ceil(self.breaker.retry_in())),
+        )
+
+
+class ReasonerGuard(GuardedUpstream):
+    """The reasoner behind its circuit breaker; every failure counts (its prompt is the gateway's own)."""
+
+    open_error = ReasonerCircuitOpenError
+
+    def __init__(self, client: UpstreamClient, *, failure_threshold: int, open_s: float) -> None:
+        super().__init__(
+            client,
+            failure_threshold=failure_threshold,
+            open_s=open_s,
+            success_on_open=False,
+            counts=lambda exc: True,
         )
