@@ -93,7 +93,7 @@ async def test_every_line_of_a_request_carries_its_id(
 def test_settings_refuse_an_unknown_log_format() -> None:
     with pytest.raises(ValueError, match="log_format"):
         GatewaySettings(log_format="xml")  # type: ignore[arg-type]
-    assert GatewaySettings(log_format="JSON").log_format == "json"  # type: ignore[arg-type]
+    assert GatewaySettings(log_format="JSON").logging.log_format == "json"  # type: ignore[arg-type]
 
 
 async def test_a_text_access_line_stays_one_line_whatever_the_caller_sends(

@@ -10,7 +10,9 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from gateway.answer.prompts import CAPTION_PROMPTS
 from gateway.answer.upstream_bodies import caption_body
 from gateway.images.normalise import NormalisedImage
 from gateway.schemas import CacheStatus
@@ -18,6 +20,9 @@ from gateway.store.caption_cache import CachedCaption, CaptionCache
 from gateway.telemetry.metrics import GatewayMetrics
 from gateway.upstreams.client import UpstreamClient
 from gateway.upstreams.guarded import GuardedUpstream
+
+if TYPE_CHECKING:
+    from gateway.config import AnswerSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,19 @@ class Captioner:
         self.prompt = prompt
         self.max_tokens = max_tokens
         self.metrics = metrics
+
+    @classmethod
+    def from_settings(
+        cls,
+        answer: AnswerSettings,
+        *,
+        vision: UpstreamClient | GuardedUpstream,
+        cache: CaptionCache,
+        metrics: GatewayMetrics | None,
+    ) -> Captioner:
+        """Captions by the prompt ``GATEWAY_CAPTION_PROMPT_VERSION`` names, ``_CAPTION_MAX_TOKENS`` long."""
+        prompt = CAPTION_PROMPTS[answer.caption_prompt_version]
+        return cls(vision, cache, prompt=prompt, max_tokens=answer.caption_max_tokens, metrics=metrics)
 
     async def caption(self, images: Sequence[NormalisedImage], *, request_id: str | None = None) -> Captions:
         """Captions of ``images``; vision failures propagate (there is nothing to fall back to)."""

@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.answer import responses
 from gateway.answer.captioning import Captioner, Captions
@@ -42,6 +42,9 @@ from gateway.images.admission import ImageAdmitter
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
 from gateway.telemetry.access_log import note_answer
 from gateway.upstreams.guarded import GuardedUpstream, ReasonerGuard
+
+if TYPE_CHECKING:
+    from gateway.config import AnswerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,30 @@ class AnswerService:
         self.shedder = shedder
         self.deadline_s = deadline_s
         self.max_text_chars = max_text_chars
+
+    @classmethod
+    def from_settings(
+        cls,
+        answer: AnswerSettings,
+        *,
+        admitter: ImageAdmitter,
+        keywords: KeywordTable,
+        captioner: Captioner,
+        vision: GuardedUpstream,
+        reasoner: ReasonerGuard,
+        shedder: LoadShedder,
+    ) -> AnswerService:
+        """The service under ``GATEWAY_REQUEST_DEADLINE_S`` and ``GATEWAY_MAX_TEXT_CHARS``."""
+        return cls(
+            admitter=admitter,
+            keywords=keywords,
+            captioner=captioner,
+            vision=vision,
+            reasoner=reasoner,
+            shedder=shedder,
+            deadline_s=answer.request_deadline_s,
+            max_text_chars=answer.max_text_chars,
+        )
 
     # --- the path of one request ------------------------------------------------------------
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.schemas import DegradedReason, GatewayChatRequest
+
+if TYPE_CHECKING:
+    from gateway.config import ShedSettings
 
 ShedStep = DegradedReason
 HOLDING_REPLY: ShedStep = "overload_holding_reply"
@@ -45,6 +48,19 @@ class LoadShedder:
     def __init__(self, policy: ShedPolicy) -> None:
         self.policy = policy
         self.in_flight = 0
+
+    @classmethod
+    def from_settings(cls, shedding: ShedSettings) -> LoadShedder:
+        """The shedder of the ``GATEWAY_SHED_*`` thresholds and ``GATEWAY_HOLDING_REPLY``."""
+        return cls(
+            ShedPolicy(
+                max_tokens_above=shedding.shed_max_tokens_above,
+                max_tokens=shedding.shed_max_tokens,
+                greedy_above=shedding.shed_greedy_above,
+                hold_above=shedding.shed_hold_above,
+                holding_reply=shedding.holding_reply,
+            )
+        )
 
     def enter(self) -> list[ShedStep]:
         """Count a new request in; the shedding steps that apply to it (mildest first)."""

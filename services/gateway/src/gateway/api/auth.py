@@ -18,8 +18,12 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.errors import AuthenticationError
+
+if TYPE_CHECKING:
+    from gateway.config import AuthSettings
 
 
 def _digest(key: str) -> bytes:
@@ -54,6 +58,11 @@ class KeyStore:
     def load(cls, keys: Iterable[str], keys_file: Path | None) -> KeyStore:
         """Keys from the setting and the file, merged."""
         return cls([*keys, *(read_keys_file(keys_file) if keys_file else [])])
+
+    @classmethod
+    def from_settings(cls, auth: AuthSettings) -> KeyStore:
+        """The keys of ``GATEWAY_API_KEYS`` and ``GATEWAY_API_KEYS_FILE`` (an unreadable file fails now)."""
+        return cls.load(auth.api_keys, auth.api_keys_file)
 
     @property
     def open(self) -> bool:

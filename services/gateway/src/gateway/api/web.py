@@ -44,11 +44,11 @@ async def index(settings: SettingsDep) -> HTMLResponse:
 def page_config(settings: GatewaySettings) -> dict[str, Any]:
     """The limits the page checks before uploading, and whether it must send an API key."""
     return {
-        "max_image_bytes": settings.max_image_bytes,
-        "max_images": settings.max_images_per_request,
+        "max_image_bytes": settings.images.max_image_bytes,
+        "max_images": settings.images.max_images_per_request,
         "accepted_types": list(ACCEPTED_MIME_TYPES),
         "models": list(MODEL_ROUTES),
-        "auth_required": bool(settings.api_keys or settings.api_keys_file),
+        "auth_required": settings.auth.required,
     }
 
 

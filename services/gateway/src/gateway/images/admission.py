@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flashsight_common.schemas import ChatMessage, ImagePart, ImageURL
 
@@ -28,6 +28,9 @@ from gateway.images.normalise import (
 )
 from gateway.images.safety import SafetyFilter
 from gateway.schemas import GatewayChatRequest
+
+if TYPE_CHECKING:
+    from gateway.config import ImageSettings
 
 # Images this small normalise in well under a millisecond (0.23 ms for 48x64): the
 # worker-thread hop and the GIL hand-back cost more than that, so they run inline.
@@ -67,6 +70,16 @@ class ImageAdmitter:
             "https": self.fetcher.fetch,
             "http": self.fetcher.fetch,  # refused by the fetch policy unless allow_http_images
         }
+
+    @classmethod
+    def from_settings(
+        cls, images: ImageSettings, *, fetcher: ImageFetcher, safety: SafetyFilter | None
+    ) -> ImageAdmitter:
+        """Admission under ``GATEWAY_MAX_IMAGE_BYTES``, ``_MAX_PIXELS``, ``_MAX_SIDE``, ``_MAX_IMAGES_*``."""
+        limits = ImageLimits(
+            max_image_bytes=images.max_image_bytes, max_pixels=images.max_pixels, max_side=images.max_side
+        )
+        return cls(limits=limits, max_images=images.max_images_per_request, fetcher=fetcher, safety=safety)
 
     async def admit(self, request: GatewayChatRequest) -> Admitted:
         """Normalise all images of all messages (concurrently) and swap in their data URLs."""

@@ -32,7 +32,7 @@ import re
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
 import aiohttp
@@ -40,6 +40,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from gateway.images.normalise import sniff_format
+
+if TYPE_CHECKING:
+    from gateway.config import ImageSettings
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,16 @@ class FetchPolicy:
     # and ImageFetcher refuses this flag without an injected resolver.
     allow_private_for_tests: bool = False
     user_agent: str = "FlashSight-gateway/1 (+image fetch)"
+
+    @classmethod
+    def from_settings(cls, images: ImageSettings) -> FetchPolicy:
+        """The policy of ``GATEWAY_ALLOW_HTTP_IMAGES``, ``_IMAGE_DOMAIN_ALLOWLIST``, ``_IMAGE_FETCH_*``."""
+        return cls(
+            allow_http=images.allow_http_images,
+            allowed_domains=images.image_domain_allowlist,
+            max_bytes=images.max_image_bytes,
+            timeout_s=images.image_fetch_timeout_s,
+        )
 
     @property
     def schemes(self) -> tuple[str, ...]:
@@ -252,6 +265,11 @@ class ImageFetcher:
             resolver or resolve_with_getaddrinfo, allow_loopback=policy.allow_private_for_tests
         )
         self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, images: ImageSettings) -> ImageFetcher:
+        """The fetcher of :meth:`FetchPolicy.from_settings`'s policy."""
+        return cls(FetchPolicy.from_settings(images))
 
     def _client(self) -> aiohttp.ClientSession:
         # Built lazily so it binds to the running loop; trust_env=False ignores proxy variables.

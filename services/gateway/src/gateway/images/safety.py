@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.errors import ImageInputError
 from gateway.images.normalise import NormalisedImage
+
+if TYPE_CHECKING:
+    from gateway.config import ImageSettings
 
 SafetyMode = Literal["off", "flag", "reject"]
 
@@ -52,6 +55,13 @@ class SafetyFilter:
                 f"GATEWAY_SAFETY_FILTER={mode} needs nudenet: pip install --no-deps nudenet==3.4.2 ({exc})"
             ) from exc
         self._detector = nudenet.NudeDetector()
+
+    @classmethod
+    def from_settings(cls, images: ImageSettings) -> SafetyFilter | None:
+        """The filter ``GATEWAY_SAFETY_FILTER`` asks for, loaded now; None when it is off."""
+        if images.safety_filter == "off":
+            return None
+        return cls(images.safety_filter, threshold=images.safety_threshold)
 
     def detect(self, image: NormalisedImage) -> list[dict[str, Any]]:
         """Explicit-class detections at or above the threshold (CPU-bound: call from a thread)."""

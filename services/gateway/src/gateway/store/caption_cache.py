@@ -13,10 +13,14 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
 from gateway.store.redis_guard import RedisGuard, RedisUnavailableError
+
+if TYPE_CHECKING:
+    from gateway.config import AnswerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,11 @@ class CaptionCache:
         self.ttl_s = ttl_s
         self.prompt_version = prompt_version
         self.prefix = prefix
+
+    @classmethod
+    def from_settings(cls, answer: AnswerSettings, guard: RedisGuard) -> CaptionCache:
+        """Captions kept ``GATEWAY_CAPTION_TTL_SECONDS``, keyed by ``GATEWAY_CAPTION_PROMPT_VERSION``."""
+        return cls(guard, ttl_s=answer.caption_ttl_seconds, prompt_version=answer.caption_prompt_version)
 
     def key(self, model_id: str, image_sha256: str) -> str:
         return f"{self.prefix}:v{self.prompt_version}:{model_id}:{image_sha256}"

@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
@@ -26,6 +27,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 
 from gateway.errors import RateLimitedError, RateLimitUnavailableError
 from gateway.store.redis_guard import RedisGuard, RedisUnavailableError
+
+if TYPE_CHECKING:
+    from gateway.config import AuthSettings
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,13 @@ class RateLimiter:
             key_prefix=KEY_PREFIX,
         )
         self._limiter = MovingWindowRateLimiter(storage)
+
+    @classmethod
+    def from_settings(cls, auth: AuthSettings, guard: RedisGuard) -> RateLimiter | None:
+        """The limiter of ``GATEWAY_RATE_LIMIT_PER_MINUTE``; None when it is 0 (no limit)."""
+        if not auth.rate_limit_per_minute:
+            return None
+        return cls(guard, per_minute=auth.rate_limit_per_minute, fail_open=auth.rate_limit_fail_open)
 
     async def check(self, identity: str) -> Verdict | None:
         """Count one request for ``identity``; None when Redis is down and failing open."""

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.upstreams.breaker import CircuitBreaker
+
+if TYPE_CHECKING:
+    from gateway.config import RedisSettings
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,12 @@ class RedisGuard:
     def __init__(self, client: Redis, *, retry_after_s: float) -> None:
         self.client = client
         self._breaker = CircuitBreaker(threshold=1, open_s=retry_after_s)
+
+    @classmethod
+    def from_settings(cls, redis: RedisSettings) -> RedisGuard:
+        """A guard around a new client of ``REDIS_URL`` (close it with ``guard.client.aclose()``)."""
+        client = build_redis(redis.redis_url, timeout_s=redis.redis_timeout_s)
+        return cls(client, retry_after_s=redis.redis_retry_after_s)
 
     @property
     def breaker(self) -> CircuitBreaker:

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from flashsight_common.sse import SSEProtocolError, iter_events
@@ -34,6 +34,9 @@ from gateway.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+
+if TYPE_CHECKING:
+    from gateway.config import UpstreamSettings
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,27 @@ class UpstreamClient:
         self.session = session
         self.timeouts = timeouts
         self._model_id: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls, name: Literal["vision", "reasoner"], upstreams: UpstreamSettings, session: aiohttp.ClientSession
+    ) -> UpstreamClient:
+        """One upstream's client: the shared connect and idle timeouts, its own total and first-token."""
+        url, total_s, first_token_s = {
+            "vision": (upstreams.vision_url, upstreams.vision_timeout_s, upstreams.vision_timeout_s),
+            "reasoner": (
+                upstreams.reasoner_url,
+                upstreams.reasoner_timeout_s,
+                upstreams.reasoner_first_token_timeout_s,
+            ),
+        }[name]
+        timeouts = UpstreamTimeouts(
+            connect_s=upstreams.connect_timeout_s,
+            total_s=total_s,
+            first_token_s=first_token_s,
+            idle_s=upstreams.stream_idle_timeout_s,
+        )
+        return cls(name, url, session, timeouts=timeouts)
 
     # --- chat -------------------------------------------------------------------------
 

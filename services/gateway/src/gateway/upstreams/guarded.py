@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
 
 from gateway.errors import (
     ReasonerCircuitOpenError,
@@ -23,6 +25,9 @@ from gateway.errors import (
 )
 from gateway.upstreams.breaker import CircuitBreaker
 from gateway.upstreams.client import UpstreamClient, UpstreamStream
+
+if TYPE_CHECKING:
+    from gateway.config import UpstreamSettings
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +59,17 @@ class GuardedUpstream:
         # would reset its failure count on every request.
         self._success_on_open = success_on_open
         self._counts = counts
+
+    @classmethod
+    def vision_from_settings(
+        cls, upstreams: UpstreamSettings, session: aiohttp.ClientSession
+    ) -> GuardedUpstream:
+        """Vision behind ``GATEWAY_VISION_FAILURE_THRESHOLD`` / ``GATEWAY_VISION_CIRCUIT_OPEN_S``."""
+        return cls(
+            UpstreamClient.from_settings("vision", upstreams, session),
+            failure_threshold=upstreams.vision_failure_threshold,
+            open_s=upstreams.vision_circuit_open_s,
+        )
 
     @property
     def circuit(self) -> str:
@@ -139,4 +155,13 @@ class ReasonerGuard(GuardedUpstream):
             open_s=open_s,
             success_on_open=False,
             counts=lambda exc: True,
+        )
+
+    @classmethod
+    def from_settings(cls, upstreams: UpstreamSettings, session: aiohttp.ClientSession) -> ReasonerGuard:
+        """The reasoner behind ``GATEWAY_REASONER_FAILURE_THRESHOLD`` / ``_REASONER_CIRCUIT_OPEN_S``."""
+        return cls(
+            UpstreamClient.from_settings("reasoner", upstreams, session),
+            failure_threshold=upstreams.reasoner_failure_threshold,
+            open_s=upstreams.reasoner_circuit_open_s,
         )
