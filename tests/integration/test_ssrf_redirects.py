@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from devkit.processes import ThreadedServer, free_port
 from tests.support.gateway_procs import RedisProcess, stub_process
-from tests.support.servers import ThreadedServer, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,6 +16,7 @@ import pytest
 from gateway.config import GatewaySettings
 from gateway.schemas import DEGRADED_NOTICE
 
+from devkit.stub_upstream import StubUpstream
 from tests.gateway.conftest import (
     DEAD_REDIS_URL,
     REASONER_MODEL,
@@ -24,7 +25,6 @@ from tests.gateway.conftest import (
     gateway_client,
     unique_png,
 )
-from tests.support.stub_upstream import StubUpstream
 
 CASCADE_Q = "为什么这个订单被拒绝了?"
 DIRECT_Q = "订单号是多少?"

@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from gateway.api.httpserver import HeaderCappedHttpToolsProtocol
 
-from tests.support.servers import free_port
+from devkit.processes import free_port
 
 CAP = 4096
 

@@ -5,8 +5,8 @@ from collections.abc import Callable
 import httpx
 from gateway.config import GatewaySettings
 
+from devkit.stub_upstream import StubUpstream
 from tests.gateway.conftest import DEAD_REDIS_URL, gateway_client
-from tests.support.stub_upstream import StubUpstream
 
 
 async def test_models_lists_the_served_ids(client: httpx.AsyncClient) -> None:

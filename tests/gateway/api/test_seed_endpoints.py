@@ -13,8 +13,8 @@ from gateway.images.normalise import NormalisedImage
 from gateway.images.safety import SafetyFilter, SafetyMode
 from gateway.main import create_app
 
+from devkit.stub_upstream import StubUpstream
 from tests.gateway.conftest import REASONER_MODEL, VISION_MODEL, data_url, gateway_client, unique_png
-from tests.support.stub_upstream import StubUpstream
 
 
 async def test_infer_direct_reports_vision_confidence(

@@ -9,8 +9,8 @@ from gateway.config import GatewaySettings
 from gateway.telemetry.metrics import CIRCUIT_STATES, STAGES, GatewayMetrics
 from prometheus_client.parser import text_string_to_metric_families
 
+from devkit.stub_upstream import StubUpstream
 from tests.gateway.conftest import chat_body, gateway_client, unique_png
-from tests.support.stub_upstream import StubUpstream
 
 CHAT = "/v1/chat/completions"
 

@@ -17,7 +17,7 @@ from gateway.errors import (
 )
 from gateway.upstreams.client import UpstreamClient, UpstreamTimeouts, build_session
 
-from tests.support.stub_upstream import StubUpstream
+from devkit.stub_upstream import StubUpstream
 
 BODY: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi there friend"}]}
 FAST = UpstreamTimeouts(connect_s=1.0, total_s=0.5, first_token_s=0.5, idle_s=0.3)

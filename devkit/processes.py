@@ -1,9 +1,10 @@
-"""Real servers for tests: a service as a subprocess, or an ASGI app under uvicorn in a thread.
+"""Real servers for tests and benchmarks: a service as a subprocess, or an app in a thread.
 
 :class:`ServiceProcess` starts ``python -m <module>`` (or any argv) on a free port with the
 given environment, polls a readiness URL until it answers 200 (failing with the last lines
 of the process log), and always cleans up: use it as a context manager or through the
-``service_process`` fixture (a factory; every process it made is stopped at teardown).
+``service_process`` fixture of ``tests/conftest.py`` (a factory; every process it made is
+stopped at teardown).
 
 :class:`ThreadedServer` runs an app under a real uvicorn in this process, for tests that
 need real HTTP (streaming, client disconnects) and also want to inspect the app's objects.
@@ -20,15 +21,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
-import pytest
 import uvicorn
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,7 +67,7 @@ class ServiceProcess:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         if port_env:
             self.env[port_env] = str(self.port)
-        # The repo root on the path so `python -m tests.support....` works from any cwd.
+        # The repo root on the path so `python -m devkit....` works from any cwd.
         self.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), self.env.get("PYTHONPATH")]))
         self.cwd = str(cwd or REPO_ROOT)
         self._process: subprocess.Popen[bytes] | None = None
@@ -223,22 +223,3 @@ class ThreadedServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self._thread.join(15)
-
-
-@pytest.fixture
-def service_process() -> Iterator[Any]:
-    """A factory: ``service_process(module="vision", port_env="VISION_PORT", env={...})``.
-
-    Each process is started (and waited for) when made, and stopped at teardown even if
-    the test failed.
-    """
-    made: list[ServiceProcess] = []
-
-    def make(*args: Any, **kwargs: Any) -> ServiceProcess:
-        process = ServiceProcess(*args, **kwargs)
-        made.append(process)
-        return process.start()
-
-    yield make
-    for process in reversed(made):
-        process.close()

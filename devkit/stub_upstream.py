@@ -13,7 +13,7 @@ In a test::
 
 As a process (the bench's "20 ms stub upstream")::
 
-    python -m tests.support.stub_upstream --port 8181 --latency-ms 20 --model ocr-lite
+    python -m devkit.stub_upstream --port 8181 --latency-ms 20 --model ocr-lite
 
 With ``--record`` the process keeps what it received, for a test in another process to
 read from ``GET /_stub/requests`` (off by default: the long-running bench stub would grow).
