@@ -1,19 +1,18 @@
 """The gateway's access middleware: one access line and the request metrics per request.
 
 The X-Request-ID contract and the body limit are the shared ones
-(:mod:`flashsight_common.requestid`, :mod:`flashsight_common.bodylimit`); ``main`` puts
+(:mod:`flashsight_common.requestid`, :mod:`flashsight_common.bodylimit`), and so is the
+way a response is watched (:mod:`flashsight_common.watch`); ``main`` puts
 :class:`~flashsight_common.requestid.RequestIdMiddleware` outside this one, so the
-request id is set while the access line is written. Pure ASGI (not
-``BaseHTTPMiddleware``) so streamed responses pass through untouched.
+request id is set while the access line is written.
 """
 
 from __future__ import annotations
 
-import time
+from flashsight_common.watch import QUIET_PATHS, ResponseWatch, endpoint_of
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from gateway.telemetry.access_log import QUIET_PATHS, AccessRecorder, RequestRecord, current_record
+from gateway.telemetry.access_log import AccessRecorder, RequestRecord, current_record
 
 
 class AccessMiddleware:
@@ -29,28 +28,12 @@ class AccessMiddleware:
             return
         record = RequestRecord()
         record_token = current_record.set(record)
-        status = 500
-        streamed = False
-        first_byte_s: float | None = None
-        started = time.perf_counter()
+        watch = ResponseWatch(send)
         in_flight = self.recorder.metrics.in_flight if scope["path"] not in QUIET_PATHS else None
-
-        async def send_observed(message: Message) -> None:
-            nonlocal status, streamed, first_byte_s
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                streamed = any(
-                    k.lower() == b"content-type" and v.startswith(b"text/event-stream")
-                    for k, v in message.get("headers", [])
-                )
-            elif first_byte_s is None and message.get("body"):
-                first_byte_s = time.perf_counter() - started
-            await send(message)
-
         if in_flight is not None:
             in_flight.inc()
         try:
-            await self.app(scope, receive, send_observed)
+            await self.app(scope, receive, watch.send)
         finally:
             if in_flight is not None:
                 in_flight.dec()
@@ -58,10 +41,10 @@ class AccessMiddleware:
                 record,
                 method=scope["method"],
                 path=scope["path"],
-                endpoint=getattr(scope.get("route"), "path", None) or "unmatched",
-                status=status,
-                elapsed_s=time.perf_counter() - started,
-                first_byte_s=first_byte_s,
-                streamed=streamed,
+                endpoint=endpoint_of(scope),
+                status=watch.status,
+                elapsed_s=watch.elapsed_s(),
+                first_byte_s=watch.first_byte_s,
+                streamed=watch.streamed,
             )
             current_record.reset(record_token)

@@ -15,6 +15,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from flashsight_common.watch import QUIET_PATHS
+
 from gateway.schemas import FlashSightMeta
 from gateway.telemetry.metrics import GatewayMetrics
 
@@ -24,8 +26,6 @@ _PROMPT_LOG_CHARS = 500
 # A text log line must stay one line: the path and the prompt are the caller's, and a
 # decoded %0a in a path would otherwise start a forged line. (JSON lines escape them anyway.)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# Probes and scrapes would drown the log at info level, and are not "in flight" work.
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @dataclass
