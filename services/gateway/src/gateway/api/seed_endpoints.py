@@ -1,12 +1,13 @@
-"""The seed articles' endpoints, as thin adapters over the same pipeline.
+"""The seed articles' endpoints, as thin adapters over the same request service.
 
 ``POST /infer`` {"image_url","prompt"}, ``POST /caption`` (multipart ``file``),
 ``POST /chat`` (multipart ``image`` + ``text``), ``POST /v1/multimodal/completion``
 (multipart ``image`` + ``prompt``). Each builds an OpenAI chat request and runs it
-through :meth:`gateway.answer.service.AnswerService.answer`, the path ``/v1/chat/completions`` takes: routing,
-caching and degrading behave exactly as there, and so do the text cap, the request
-deadline and load shedding (each is counted in flight; under overload its answer is
-capped, greedy, or the holding reply, flagged in ``flashsight``).
+through :meth:`gateway.answer.service.AnswerService.answer`, the path
+``/v1/chat/completions`` takes: routing, caching and degrading behave exactly as there,
+and so do the text cap, the request deadline and load shedding (each is counted in
+flight; under overload its answer is capped, greedy, or the holding reply, flagged in
+``flashsight``). ``/caption`` goes through :meth:`~gateway.answer.service.AnswerService.caption_upload`.
 
 ``/caption`` is counted in flight but never shed: its vision request is the gateway's own
 caption prompt (no caller ``max_tokens`` or temperature to cut), and a holding reply in
