@@ -56,3 +56,25 @@ def test_keywords_file_must_exist(tmp_path: Path) -> None:
     path = tmp_path / "kw.toml"
     path.write_text('[zh]\nkeywords = ["x"]\n', encoding="utf-8")
     assert GatewaySettings(keywords_file=path).answer.keywords_file == path
+
+
+def test_sections_group_the_fields_and_a_flat_argument_beats_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GATEWAY_MAX_SIDE", "512")
+    monkeypatch.setenv("GATEWAY_SHED_HOLD_ABOVE", "9")
+    s = GatewaySettings(max_side=256)
+    assert s.images.max_side == 256 and s.shedding.shed_hold_above == 9
+    assert GatewaySettings().images.max_side == 512
+
+
+def test_every_field_keeps_its_flat_variable_name() -> None:
+    names = {field.field: field.names for field in GatewaySettings.env_fields()}
+    assert names["vision_url"] == ("GATEWAY_VISION_URL",)
+    assert names["redis_url"] == ("GATEWAY_REDIS_URL", "REDIS_URL")
+    assert len(names) == 50 and all(n[0].startswith("GATEWAY_") for n in names.values())
+
+
+def test_image_bytes_may_not_exceed_the_body_limit() -> None:
+    with pytest.raises(ValidationError, match="max_image_bytes must not exceed max_body_bytes"):
+        GatewaySettings(max_image_bytes=30 * 1024 * 1024, max_body_bytes=20 * 1024 * 1024)
