@@ -128,9 +128,8 @@ class AnswerService:
                 return answered
             body = self.shedder.apply(body, steps)
             async with _deadline(self.deadline_s):
-                job = await self._admit(
-                    body, forced, request_id=request_id, started=started
-                )  # 4. admit, route
+                # 4. admit the images, choose the route
+                job = await self._admit(body, forced, request_id=request_id, started=started)
                 if job.decision.route == "cascade" and job.images:
                     job.captions = await self._caption(job)  # 5. caption
                 job.meta.mark_shed(steps)
