@@ -1,4 +1,4 @@
-"""The request pipeline end to end through the app, with stub vision/reasoner servers on real sockets.
+"""The request service end to end through the app, with stub vision/reasoner servers on real sockets.
 
 Covers the route matrix and the fallback matrix: reasoner down / 500 / timeout / dying
 mid-stream / stalling, vision down, Redis down.

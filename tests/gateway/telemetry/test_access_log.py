@@ -77,7 +77,7 @@ async def test_every_line_of_a_request_carries_its_id(
     make_settings: Callable[..., GatewaySettings],
     json_lines: Callable[[], list[dict[str, Any]]],
 ) -> None:
-    # the reasoner unreachable: the pipeline logs a warning inside the request, besides the access line
+    # the reasoner unreachable: the request service logs a warning inside the request, besides the access line
     async with gateway_client(make_settings(reasoner_url="http://127.0.0.1:1")) as client:
         await client.post("/v1/models", headers={"X-Request-ID": "another-request"})
         await client.post(

@@ -1,7 +1,7 @@
 """The end of every request: one access log line and its metrics.
 
 The middleware opens a :class:`RequestRecord` per request (in a context variable, so
-the pipeline can fill it in without knowing about HTTP) and hands it to
+the request service can fill it in without knowing about HTTP) and hands it to
 :meth:`AccessRecorder.finish` once the last byte is sent. The access line carries the
 id, route, image hashes, cache outcome, degradation, status and latency; never image
 bytes nor keys, and the prompt only when ``GATEWAY_LOG_PROMPTS=true``.
@@ -30,7 +30,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 @dataclass
 class RequestRecord:
-    """What the pipeline learnt about the request it is handling (None until it routed one)."""
+    """What the request service learnt about the request it is handling (None until it routed one)."""
 
     meta: FlashSightMeta | None = None
     prompt: str | None = None
@@ -40,7 +40,7 @@ current_record: ContextVar[RequestRecord | None] = ContextVar("current_record", 
 
 
 def note_answer(meta: FlashSightMeta, *, prompt: str) -> None:
-    """Called by the pipeline once the route is chosen; the metadata object keeps filling in."""
+    """Called by the request service once the route is chosen; the metadata object keeps filling in."""
     record = current_record.get()
     if record is not None:
         record.meta = meta

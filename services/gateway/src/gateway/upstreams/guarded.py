@@ -55,7 +55,7 @@ class GuardedUpstream:
         self.name = client.name
         self.breaker = CircuitBreaker(threshold=failure_threshold, open_s=open_s)
         # False for the reasoner: its stream only counts as a success once it gave a token
-        # (the pipeline calls record_success then), else a reasoner that accepts and dies
+        # (the request service calls record_success then), else a reasoner that accepts and dies
         # would reset its failure count on every request.
         self._success_on_open = success_on_open
         self._counts = counts
