@@ -38,9 +38,9 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from devkit.screens import as_data_url  # noqa: E402
 from tests.evalset.cases import CASES, SEED, Case, Question  # noqa: E402
 from tests.evalset.scoring import Score, score  # noqa: E402
-from tests.support.screens import as_data_url  # noqa: E402
 from tests.support.stack import running_stack  # noqa: E402
 
 ROUTES = ("direct", "cascade")

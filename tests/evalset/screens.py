@@ -2,7 +2,7 @@
 
 Each screen is a title bar over rows of text, as shopping, payment and login apps draw
 them; the chart screens draw bars under a title. Chinese needs the Noto CJK font from the
-test dependencies (``tests.support.screens.font``).
+test dependencies (``devkit.screens.font``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 
-from tests.support.screens import font
+from devkit.screens import font
 
 _PAPER = (255, 255, 255)
 _INK = (33, 33, 33)

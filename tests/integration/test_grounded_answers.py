@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devkit.screens import as_data_url, order_screenshot
 from tests.evalset.cases import CASES
-from tests.support.screens import as_data_url, order_screenshot
 from tests.support.stack import running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

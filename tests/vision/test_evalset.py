@@ -16,9 +16,9 @@ from vision.backends.answering import ImageReading, answer_question
 from vision.backends.ocr_lite import OcrLiteBackend
 from vision.config import VisionSettings
 
+from devkit.screens import as_data_url
 from tests.evalset.cases import CASES, SEED, Case, Question
 from tests.evalset.scoring import score
-from tests.support.screens import as_data_url
 
 QUESTIONS = [(case, question) for case in CASES for question in case.questions]
 
