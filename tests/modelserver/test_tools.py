@@ -112,6 +112,12 @@ def test_a_partial_trigger_is_held_back_then_released_as_text() -> None:
     assert [d.content for d in writer.feed("kit> b")] == [" <tool_kit> b"]
 
 
+def test_raw_control_characters_in_strings_come_out_escaped() -> None:
+    text = '<tool_call>{"name": "get_time", "arguments": {"city": "Pa\x07ri\ns"}}</tool_call>'
+    call = split_answer(text, HERMES, tools_of()).tool_calls[0]
+    assert json.loads(call.function.arguments) == {"city": "Pa\x07ri\ns"}  # strict json.loads succeeds
+
+
 def test_glm45_values_follow_the_schema_types() -> None:
     text = "<tool_call>get_weather<arg_key>city</arg_key><arg_value>42</arg_value>" \
            "<arg_key>days</arg_key><arg_value>3</arg_value></tool_call>"
@@ -152,7 +158,8 @@ def test_text_style_writes_tools_calls_and_results_into_plain_turns() -> None:
     assert out[0]["content"].startswith("Be brief.") and '"name": "get_weather"' in out[0]["content"]
     assert '<tool_call>{"name": "<function name>", "arguments": {<arguments as JSON>}}</tool_call>' in out[0]["content"]
     assert out[2]["content"] == '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
-    assert out[3] == {"role": "user", "content": "<tool_response>\n18 C\n</tool_response>"}
+    assert out[3] == {"role": "user", "content": "The function get_weather returned:\n18 C\n"
+                                                 "Answer my question using this result."}
 
 
 def test_glm4_style_puts_tools_on_the_system_turn_and_calls_in_metadata() -> None:

@@ -101,6 +101,13 @@ def _arguments(function: FunctionDefinition, *, style: str = "json") -> dict[str
             "max_whitespace_cnt": MAX_JSON_WHITESPACE}
 
 
+def _loads(text: str) -> Any:
+    # strict=False: a grammar's JSON strings may hold raw control characters, which strict
+    # JSON forbids; they are read here and escaped again when the arguments are re-encoded,
+    # so the arguments a client receives always parse.
+    return json.loads(text, strict=False)
+
+
 def _as_object_json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else None
 
@@ -120,7 +127,7 @@ def _hermes_tag(function: FunctionDefinition) -> dict[str, Any]:
 
 def _hermes_read(trigger: str, body: str, request: ToolRequest | None) -> ParsedCall | None:
     try:
-        value = json.loads(body)
+        value = _loads(body)
     except json.JSONDecodeError:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("name"), str):
@@ -128,7 +135,7 @@ def _hermes_read(trigger: str, body: str, request: ToolRequest | None) -> Parsed
     arguments = value.get("arguments", {})
     if isinstance(arguments, str):  # some models write the arguments as an encoded string
         try:
-            arguments = json.loads(arguments)
+            arguments = _loads(arguments)
         except json.JSONDecodeError:
             return None
     encoded = _as_object_json(arguments)
@@ -147,7 +154,7 @@ def _glm4_tag(function: FunctionDefinition) -> dict[str, Any]:
 
 def _glm4_read(trigger: str, body: str, request: ToolRequest | None) -> ParsedCall | None:
     try:
-        encoded = _as_object_json(json.loads(body))
+        encoded = _as_object_json(_loads(body))
     except json.JSONDecodeError:
         return None
     return None if encoded is None else ParsedCall(trigger.rstrip("\n"), encoded)
@@ -184,7 +191,7 @@ def _glm45_read(trigger: str, body: str, request: ToolRequest | None) -> ParsedC
 
 def _json_or_text(raw: str) -> Any:
     try:
-        return json.loads(raw)
+        return _loads(raw)
     except json.JSONDecodeError:
         return raw
 

@@ -14,7 +14,8 @@ needs, in the way the checkpoint's template expects (:data:`PROMPT_STYLES`):
 ``text``    the template knows nothing of tools (SmolLM2): FlashSight writes the tool list
             and the call syntax (:mod:`modelserver.tools.formats`, ``hermes``) into the
             system turn, earlier calls as that syntax in the assistant's text, and results
-            as user turns wrapped in ``<tool_response>``.
+            as user turns ("The function get_weather returned: …"; SmolLM2-135M parroted
+            ``<tool_response>`` tags back instead of answering from them).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ TEXT_TOOLS_PROMPT = (
     f'{HERMES_OPEN}{{{{"name": "<function name>", "arguments": {{{{<arguments as JSON>}}}}}}}}{HERMES_CLOSE}\n'
     "If no function is needed, answer in plain text."
 )
+
+
+TEXT_RESULT = "The function {name} returned:\n{result}\nAnswer my question using this result."
 
 
 def _arguments(call: ToolCall) -> dict[str, Any]:
@@ -83,9 +87,12 @@ def _glm4(turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | No
 
 def _text(turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | None) -> tuple[Turns, dict[str, Any]]:
     out: Turns = []
+    names = {c.id: c.function.name for m in messages for c in m.tool_calls or ()}
     for turn, message in zip(turns, messages, strict=True):
         if message.role == "tool":
-            out.append({"role": "user", "content": f"<tool_response>\n{turn.get('content') or ''}\n</tool_response>"})
+            # Plain words, not tags: small models answer from "X returned: ..." and parrot tags.
+            name = names.get(message.tool_call_id or "", "the function")
+            out.append({"role": "user", "content": TEXT_RESULT.format(name=name, result=turn.get("content") or "")})
             continue
         if message.tool_calls:
             lines = [turn.get("content") or ""] + [
