@@ -33,7 +33,7 @@ from pathlib import Path
 log = logging.getLogger("build_tiny_models")
 
 # Bump when anything below changes what gets written: stale checkpoints are then rebuilt.
-BUILD_VERSION = 7
+BUILD_VERSION = 8
 STAMP_FILE = "tiny-build.json"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "tiny-models"
 

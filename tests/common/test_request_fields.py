@@ -61,12 +61,22 @@ def test_logprobs_zero_is_not_taken_for_false() -> None:
     [
         ({"messages": HI, "temprature": 0.2}, "temprature"),
         ({"messages": [{"role": "user", "content": "hi", "nme": "x"}]}, "messages.0.nme"),
-        ({"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {}}]}]},
-         "messages.0.content.cache_control"),  # parts are parsed by the dispatch table: no index
-        ({"messages": HI, "stream_options": {"include_usage": True, "chunk_size": 3}}, "stream_options.chunk_size"),
-        ({"messages": HI, "response_format": {"type": "json_object", "schema": {}}}, "response_format.schema"),
-        ({"messages": HI, "chat_template_kwargs": {"enable_thinking": True, "tokenize": False}},
-         "chat_template_kwargs.tokenize"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "a", "cache_control": {}}]}]},
+            "messages.0.content.cache_control",
+        ),  # parts are parsed by the dispatch table: no index
+        (
+            {"messages": HI, "stream_options": {"include_usage": True, "chunk_size": 3}},
+            "stream_options.chunk_size",
+        ),
+        (
+            {"messages": HI, "response_format": {"type": "json_object", "schema": {}}},
+            "response_format.schema",
+        ),
+        (
+            {"messages": HI, "chat_template_kwargs": {"enable_thinking": True, "tokenize": False}},
+            "chat_template_kwargs.tokenize",
+        ),
     ],
 )
 def test_unknown_fields_are_refused_by_name_at_any_depth(body: dict[str, Any], param: str) -> None:
@@ -75,16 +85,25 @@ def test_unknown_fields_are_refused_by_name_at_any_depth(body: dict[str, Any], p
 
 
 def test_accepted_and_ignored_nested_fields() -> None:
-    request = ChatCompletionRequest.model_validate({
-        "messages": [
-            {"role": "user", "name": "alice", "content": [
-                {"type": "text", "text": "what is this?"},
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA==", "detail": "high"}},
-            ]},
-        ],
-        "stream_options": {"include_usage": True, "include_obfuscation": False},
-        "chat_template_kwargs": {"enable_thinking": True},
-    })
+    request = ChatCompletionRequest.model_validate(
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "name": "alice",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,AA==", "detail": "high"},
+                        },
+                    ],
+                },
+            ],
+            "stream_options": {"include_usage": True, "include_obfuscation": False},
+            "chat_template_kwargs": {"enable_thinking": True},
+        }
+    )
     assert request.thinking_requested() is True and request.include_usage()
 
 

@@ -33,17 +33,23 @@ def refusal(body: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def test_a_full_tool_exchange_is_accepted() -> None:
-    request = ChatCompletionRequest.model_validate({
-        "messages": [
-            ASK,
-            {"role": "assistant", "content": None, "tool_calls": [call("a"), call("b", '{"city": "Rome"}')]},
-            {"role": "tool", "tool_call_id": "a", "content": "18 C, sunny"},
-            {"role": "tool", "tool_call_id": "b", "content": [{"type": "text", "text": "22 C"}]},
-        ],
-        "tools": [WEATHER],
-        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
-        "parallel_tool_calls": False,
-    })
+    request = ChatCompletionRequest.model_validate(
+        {
+            "messages": [
+                ASK,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [call("a"), call("b", '{"city": "Rome"}')],
+                },
+                {"role": "tool", "tool_call_id": "a", "content": "18 C, sunny"},
+                {"role": "tool", "tool_call_id": "b", "content": [{"type": "text", "text": "22 C"}]},
+            ],
+            "tools": [WEATHER],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": False,
+        }
+    )
     assert request.calls_tools()
     assert request.messages[1].tool_calls is not None
     assert request.messages[1].tool_calls[1].function.parsed_arguments() == {"city": "Rome"}
@@ -51,7 +57,9 @@ def test_a_full_tool_exchange_is_accepted() -> None:
 
 @pytest.mark.parametrize("choice", ["auto", "required", "none"])
 def test_tool_choice_modes(choice: str) -> None:
-    request = ChatCompletionRequest.model_validate({"messages": [ASK], "tools": [WEATHER], "tool_choice": choice})
+    request = ChatCompletionRequest.model_validate(
+        {"messages": [ASK], "tools": [WEATHER], "tool_choice": choice}
+    )
     assert request.calls_tools() is (choice != "none")
 
 
@@ -63,11 +71,21 @@ def test_tool_choice_modes(choice: str) -> None:
         ({"tools": []}, "tools", "at least one function"),
         ({"tools": [WEATHER, WEATHER]}, "tools", "unique"),
         ({"tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice", "'auto', 'none', 'required'"),
-        ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
-         "tool_choice", "not in tools (get_weather)"),
-        ({"tools": [{"type": "function", "function": {"name": "bad name!"}}]}, "tools.0.function.name", "pattern"),
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]},
-         "tools.0.function.parameters", "type 'object'"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "tool_choice",
+            "not in tools (get_weather)",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "bad name!"}}]},
+            "tools.0.function.name",
+            "pattern",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}]},
+            "tools.0.function.parameters",
+            "type 'object'",
+        ),
         ({"tools": [{"type": "retrieval"}]}, "tools.0.type", "function"),
     ],
 )
@@ -80,29 +98,50 @@ def test_bad_tool_fields_are_400s_naming_the_field(body: dict[str, Any], param: 
     ("messages", "param", "words"),
     [
         ([ASK, {"role": "tool", "tool_call_id": "x", "content": "r"}], "messages", "no earlier assistant"),
-        ([ASK, {"role": "assistant", "tool_calls": [call()]}, ASK], "messages", "no 'tool' message answers: call_1"),
+        (
+            [ASK, {"role": "assistant", "tool_calls": [call()]}, ASK],
+            "messages",
+            "no 'tool' message answers: call_1",
+        ),
         ([ASK, {"role": "assistant", "tool_calls": [call()]}], "messages", "no 'tool' message answers"),
         ([ASK, {"role": "tool", "content": "r"}], "messages.1", "needs tool_call_id"),
-        ([{"role": "user", "content": "x", "tool_calls": [call()]}], "messages.0", "only allowed on assistant"),
-        ([ASK, {"role": "assistant", "tool_calls": [call(arguments="{not json")]}],
-         "messages.1.tool_calls.0.function", "not valid JSON"),
-        ([ASK, {"role": "assistant", "tool_calls": [call(arguments="[1]")]}],
-         "messages.1.tool_calls.0.function", "JSON object"),
+        (
+            [{"role": "user", "content": "x", "tool_calls": [call()]}],
+            "messages.0",
+            "only allowed on assistant",
+        ),
+        (
+            [ASK, {"role": "assistant", "tool_calls": [call(arguments="{not json")]}],
+            "messages.1.tool_calls.0.function",
+            "not valid JSON",
+        ),
+        (
+            [ASK, {"role": "assistant", "tool_calls": [call(arguments="[1]")]}],
+            "messages.1.tool_calls.0.function",
+            "JSON object",
+        ),
     ],
 )
-def test_broken_tool_conversations_are_refused(messages: list[dict[str, Any]], param: str, words: str) -> None:
+def test_broken_tool_conversations_are_refused(
+    messages: list[dict[str, Any]], param: str, words: str
+) -> None:
     message, got = refusal({"messages": messages})
     assert got == param and words in message, message
 
 
 def test_streamed_tool_call_pieces_serialise_as_openai_sends_them() -> None:
-    head = ToolCallDelta(index=0, id="call_1", type="function", function=FunctionCallDelta(name="f", arguments=""))
+    head = ToolCallDelta(
+        index=0, id="call_1", type="function", function=FunctionCallDelta(name="f", arguments="")
+    )
     body = ToolCallDelta(index=0, function=FunctionCallDelta(arguments='{"a": 1}'))
     chunks = [
         ChatCompletionChunk(id="c", model="m", choices=[ChunkChoice(delta=Delta(tool_calls=[piece]))])
         for piece in (head, body)
     ]
     first, second = (json.loads(c.model_dump_json(exclude_none=True))["choices"][0]["delta"] for c in chunks)
-    assert first == {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                     "function": {"name": "f", "arguments": ""}}]}
+    assert first == {
+        "tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+        ]
+    }
     assert second == {"tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1}'}}]}

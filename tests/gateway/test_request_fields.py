@@ -19,10 +19,22 @@ CALL = {"id": "a", "type": "function", "function": {"name": "get_weather", "argu
         ({"messages": HI, "modalities": ["audio"]}, "modalities", "text only"),
         ({"messages": HI, "temprature": 0}, "temprature", "unknown field"),
         ({"messages": HI, "tools": [WEATHER]}, "tools", "not supported by the gateway yet"),
-        ({"messages": HI, "chat_template_kwargs": {"enable_thinking": True}}, "chat_template_kwargs",
-         "not supported by the gateway yet"),
-        ({"messages": [*HI, {"role": "assistant", "tool_calls": [CALL]},
-                       {"role": "tool", "tool_call_id": "a", "content": "r"}]}, None, "not routed by the gateway"),
+        (
+            {"messages": HI, "chat_template_kwargs": {"enable_thinking": True}},
+            "chat_template_kwargs",
+            "not supported by the gateway yet",
+        ),
+        (
+            {
+                "messages": [
+                    *HI,
+                    {"role": "assistant", "tool_calls": [CALL]},
+                    {"role": "tool", "tool_call_id": "a", "content": "r"},
+                ]
+            },
+            None,
+            "not routed by the gateway",
+        ),
     ],
 )
 async def test_refused_fields_are_400s_naming_them(
@@ -35,8 +47,16 @@ async def test_refused_fields_are_400s_naming_them(
 
 
 async def test_neutral_and_ignored_fields_pass(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/chat/completions", json={
-        "messages": HI, "user": "u-1", "metadata": {"k": "v"}, "logprobs": False, "frequency_penalty": 0,
-        "store": False, "service_tier": "auto",
-    })
+    response = await client.post(
+        "/v1/chat/completions",
+        json={
+            "messages": HI,
+            "user": "u-1",
+            "metadata": {"k": "v"},
+            "logprobs": False,
+            "frequency_penalty": 0,
+            "store": False,
+            "service_tier": "auto",
+        },
+    )
     assert response.status_code == 200, response.text

@@ -38,14 +38,25 @@ WEATHER_SCHEMA = {
     "additionalProperties": False,
 }
 # Bounded values: random-weight checkpoints would otherwise write strings until max_tokens.
-TIME_SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12},
-                                                "utc": {"type": "boolean"}},
-               "required": ["city", "utc"], "additionalProperties": False}
+TIME_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 12}, "utc": {"type": "boolean"}},
+    "required": ["city", "utc"],
+    "additionalProperties": False,
+}
 TOOLS = [
-    {"type": "function", "function": {"name": "get_weather", "description": "Weather forecast for a city",
-                                      "parameters": WEATHER_SCHEMA}},
-    {"type": "function", "function": {"name": "get_time", "description": "Local time in a city",
-                                      "parameters": TIME_SCHEMA}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather forecast for a city",
+            "parameters": WEATHER_SCHEMA,
+        },
+    },
+    {
+        "type": "function",
+        "function": {"name": "get_time", "description": "Local time in a city", "parameters": TIME_SCHEMA},
+    },
 ]
 SCHEMAS = {"get_weather": WEATHER_SCHEMA, "get_time": TIME_SCHEMA}
 ASK = {"role": "user", "content": "What will the weather be in Paris for the next 3 days, in celsius?"}
@@ -63,16 +74,20 @@ def assert_valid_calls(calls: list[Any], *, at_least: int = 1) -> None:
 @pytest.fixture(scope="module")
 def smollm2() -> Iterator[ServiceProcess]:
     prepare(lookup("smollm2"), ReasonerSettings().cache_dir)  # what `make models` does; instant when done
-    with ServiceProcess(module="reasoner", port_env="REASONER_PORT", startup_timeout=180,
-                        env={"REASONER_MAX_BATCH_SIZE": "8"}) as service:
+    with ServiceProcess(
+        module="reasoner", port_env="REASONER_PORT", startup_timeout=180, env={"REASONER_MAX_BATCH_SIZE": "8"}
+    ) as service:
         yield service
 
 
 @pytest.fixture(scope="module")
 def glm4_tiny() -> Iterator[ServiceProcess]:
-    with ServiceProcess(module="reasoner", port_env="REASONER_PORT", startup_timeout=180,
-                        env={"REASONER_MODEL": str(tiny_model_path(GLM4_CHAT_TINY)),
-                             "REASONER_MAX_BATCH_SIZE": "8"}) as service:
+    with ServiceProcess(
+        module="reasoner",
+        port_env="REASONER_PORT",
+        startup_timeout=180,
+        env={"REASONER_MODEL": str(tiny_model_path(GLM4_CHAT_TINY)), "REASONER_MAX_BATCH_SIZE": "8"},
+    ) as service:
         yield service
 
 
@@ -80,24 +95,43 @@ def client_of(service: ServiceProcess) -> OpenAI:
     return OpenAI(base_url=service.base_url + "/v1", api_key="unused", timeout=300)
 
 
-def sweep(service: ServiceProcess, *, seeds: range, temperatures: tuple[float, ...], max_tokens: int,
-          **fields: Any) -> list[Any]:
+def sweep(
+    service: ServiceProcess, *, seeds: range, temperatures: tuple[float, ...], max_tokens: int, **fields: Any
+) -> list[Any]:
     """One request per (seed, temperature), sent at once so the engine batches them."""
 
     async def run() -> list[Any]:
         async with AsyncOpenAI(base_url=service.base_url + "/v1", api_key="unused", timeout=600) as client:
-            return list(await asyncio.gather(*(
-                client.chat.completions.create(model="default", messages=[ASK], tools=TOOLS, seed=seed,
-                                               temperature=t, max_tokens=max_tokens, **fields)
-                for seed in seeds for t in temperatures
-            )))
+            return list(
+                await asyncio.gather(
+                    *(
+                        client.chat.completions.create(
+                            model="default",
+                            messages=[ASK],
+                            tools=TOOLS,
+                            seed=seed,
+                            temperature=t,
+                            max_tokens=max_tokens,
+                            **fields,
+                        )
+                        for seed in seeds
+                        for t in temperatures
+                    )
+                )
+            )
 
     return asyncio.run(run())
 
 
 def test_smollm2_calls_are_always_valid_over_seeds_and_temperatures(smollm2: ServiceProcess) -> None:
-    answers = sweep(smollm2, seeds=range(4), temperatures=(0.0, 0.8, 1.5), max_tokens=64,
-                    tool_choice="required", parallel_tool_calls=False)
+    answers = sweep(
+        smollm2,
+        seeds=range(4),
+        temperatures=(0.0, 0.8, 1.5),
+        max_tokens=64,
+        tool_choice="required",
+        parallel_tool_calls=False,
+    )
     for answer in answers:
         choice = answer.choices[0]
         assert choice.finish_reason == "tool_calls", choice
@@ -108,7 +142,13 @@ def test_smollm2_calls_are_always_valid_over_seeds_and_temperatures(smollm2: Ser
 
 def test_smollm2_named_function_streamed_through_the_sdk(smollm2: ServiceProcess) -> None:
     stream = client_of(smollm2).chat.completions.create(
-        model="default", messages=[ASK], tools=TOOLS, temperature=0.7, seed=3, max_tokens=64, stream=True,
+        model="default",
+        messages=[ASK],
+        tools=TOOLS,
+        temperature=0.7,
+        seed=3,
+        max_tokens=64,
+        stream=True,
         tool_choice={"type": "function", "function": {"name": "get_time"}},
         stream_options={"include_usage": True},
     )
@@ -128,22 +168,39 @@ def test_smollm2_named_function_streamed_through_the_sdk(smollm2: ServiceProcess
 
 def test_smollm2_multi_turn_with_a_tool_result(smollm2: ServiceProcess) -> None:
     client = client_of(smollm2)
-    first = client.chat.completions.create(model="default", messages=[ASK], tools=TOOLS, tool_choice="required",
-                                           temperature=0, max_tokens=64, parallel_tool_calls=False)
+    first = client.chat.completions.create(
+        model="default",
+        messages=[ASK],
+        tools=TOOLS,
+        tool_choice="required",
+        temperature=0,
+        max_tokens=64,
+        parallel_tool_calls=False,
+    )
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
     history: list[Any] = [
         ASK,
-        {"role": "assistant", "content": None,
-         "tool_calls": [{"id": call.id, "type": "function",
-                         "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": call.id, "content": "Paris: 18 C and sunny for 3 days."},
     ]
-    final = client.chat.completions.create(model="default", messages=history, tools=TOOLS, tool_choice="none",
-                                           temperature=0, max_tokens=40)
+    final = client.chat.completions.create(
+        model="default", messages=history, tools=TOOLS, tool_choice="none", temperature=0, max_tokens=40
+    )
     assert final.choices[0].message.tool_calls is None and final.choices[0].message.content
     assert final.choices[0].finish_reason in ("stop", "length")
-    again = client.chat.completions.create(model="default", messages=history, tools=TOOLS, tool_choice="auto",
-                                           temperature=0, max_tokens=64)
+    again = client.chat.completions.create(
+        model="default", messages=history, tools=TOOLS, tool_choice="auto", temperature=0, max_tokens=64
+    )
     message = again.choices[0].message  # auto: prose or a call, but a call is a valid one
     if message.tool_calls:
         assert_valid_calls(message.tool_calls)
@@ -169,7 +226,13 @@ def test_tiny_glm4_writes_valid_calls_in_its_own_syntax(glm4_tiny: ServiceProces
 
 def test_tiny_glm4_streams_a_call(glm4_tiny: ServiceProcess) -> None:
     stream = client_of(glm4_tiny).chat.completions.create(
-        model="default", messages=[ASK], tools=TOOLS, temperature=1.0, seed=5, max_tokens=96, stream=True,
+        model="default",
+        messages=[ASK],
+        tools=TOOLS,
+        temperature=1.0,
+        seed=5,
+        max_tokens=96,
+        stream=True,
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
     )
     pieces = [p for chunk in stream for c in chunk.choices for p in c.delta.tool_calls or []]
@@ -185,15 +248,33 @@ def png_data_url() -> str:
 
 def test_tiny_glm46v_calls_tools_about_an_image(service_process) -> None:  # type: ignore[no-untyped-def]
     service: ServiceProcess = service_process(
-        module="vision", port_env="VISION_PORT", startup_timeout=180,
-        env={"VISION_BACKEND": "glm", "VISION_MODEL": str(tiny_model_path(GLM46V_TINY)), "VISION_DEVICE": "cpu"},
+        module="vision",
+        port_env="VISION_PORT",
+        startup_timeout=180,
+        env={
+            "VISION_BACKEND": "glm",
+            "VISION_MODEL": str(tiny_model_path(GLM46V_TINY)),
+            "VISION_DEVICE": "cpu",
+        },
     )
-    message = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png_data_url()}},
-                                           {"type": "text", "text": "Which city is this? Get its weather."}]}
+    message = {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": png_data_url()}},
+            {"type": "text", "text": "Which city is this? Get its weather."},
+        ],
+    }
     client = client_of(service)
     for seed in range(3):
-        answer = client.chat.completions.create(model="default", messages=[message], tools=TOOLS, seed=seed,
-                                                temperature=1.0, max_tokens=256, tool_choice="required")
+        answer = client.chat.completions.create(
+            model="default",
+            messages=[message],
+            tools=TOOLS,
+            seed=seed,
+            temperature=1.0,
+            max_tokens=256,
+            tool_choice="required",
+        )
         assert answer.choices[0].finish_reason == "tool_calls", answer.choices[0]
         assert_valid_calls(answer.choices[0].message.tool_calls)
     assert "glm: tool calls in glm45 syntax" in service.log_tail(200)

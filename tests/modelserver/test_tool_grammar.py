@@ -1,4 +1,4 @@
-"""The grammars tool_choice compiles to accept exactly the calls the request allows (xgrammar, real tokenizer)."""
+"""The grammars tool_choice compiles to accept exactly the calls the request allows (xgrammar)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,25 @@ from tests.support.tiny_models import GLM46V_TINY, tiny_model_path
 
 xgr = pytest.importorskip("xgrammar")
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
-    "required": ["city", "days"], "additionalProperties": False}}}
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1}},
+            "required": ["city", "days"],
+            "additionalProperties": False,
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +45,11 @@ def structured() -> StructuredOutput:
 
 
 def request(choice: Any = "auto", parallel: bool | None = None) -> ToolRequest:
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": "x"}], "tools": [WEATHER, TIME],
-                            "tool_choice": choice}
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [WEATHER, TIME],
+        "tool_choice": choice,
+    }
     if parallel is not None:
         body["parallel_tool_calls"] = parallel
     tools = tool_request_of(ChatCompletionRequest.model_validate(body))
@@ -67,10 +84,17 @@ PARIS = '{"city": "Paris", "days": 2}'
         ("required", None, "Just prose.", False),
         ("required", None, hermes("get_time", '{"city": "Rome"}'), True),
         ({"type": "function", "function": {"name": "get_time"}}, None, hermes("get_weather", PARIS), False),
-        ({"type": "function", "function": {"name": "get_time"}}, None, hermes("get_time", '{"city": "Rome"}'), True),
+        (
+            {"type": "function", "function": {"name": "get_time"}},
+            None,
+            hermes("get_time", '{"city": "Rome"}'),
+            True,
+        ),
     ],
 )
-def test_hermes_grammar(structured: StructuredOutput, choice: Any, parallel: bool | None, text: str, ok: bool) -> None:
+def test_hermes_grammar(
+    structured: StructuredOutput, choice: Any, parallel: bool | None, text: str, ok: bool
+) -> None:
     assert accepts(structured, HERMES, request(choice, parallel), text) is ok
 
 
@@ -81,22 +105,41 @@ def test_hermes_grammar(structured: StructuredOutput, choice: Any, parallel: boo
         (GLM4, "required", 'get_weather\n{"city": 3, "days": 2}', False),
         (GLM4, "auto", "Prose only.", True),
         (GLM4, "auto", f"get_weather\n{PARIS}", True),
-        (GLM45, "required", "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value>"
-                            "<arg_key>days</arg_key><arg_value>2</arg_value></tool_call>", True),
-        (GLM45, "required", "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value>"
-                            "</tool_call>", False),
+        (
+            GLM45,
+            "required",
+            "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value>"
+            "<arg_key>days</arg_key><arg_value>2</arg_value></tool_call>",
+            True,
+        ),
+        (
+            GLM45,
+            "required",
+            "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value></tool_call>",
+            False,
+        ),
         (GLM45, "auto", "Prose only.", True),
     ],
 )
-def test_glm_grammars(structured: StructuredOutput, fmt: ToolFormat, choice: str, text: str, ok: bool) -> None:
+def test_glm_grammars(
+    structured: StructuredOutput, fmt: ToolFormat, choice: str, text: str, ok: bool
+) -> None:
     assert accepts(structured, fmt, request(choice), text) is ok
 
 
 def test_a_schema_the_grammar_cannot_enforce_is_a_400(structured: StructuredOutput) -> None:
-    bad = {"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}}}
-    tools = tool_request_of(ChatCompletionRequest.model_validate(
-        {"messages": [{"role": "user", "content": "x"}], "tools": [bad], "tool_choice": "required"}))
+    bad = {
+        "type": "function",
+        "function": {
+            "name": "f",
+            "parameters": {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}},
+        },
+    }
+    tools = tool_request_of(
+        ChatCompletionRequest.model_validate(
+            {"messages": [{"role": "user", "content": "x"}], "tools": [bad], "tool_choice": "required"}
+        )
+    )
     assert tools is not None
     with pytest.raises(InvalidRequestError) as caught:
         structured.tag_constraint(HERMES.structural_tag(tools))

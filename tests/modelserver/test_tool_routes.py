@@ -13,8 +13,13 @@ from openai import AsyncOpenAI, BadRequestError
 from tests.modelserver.conftest import build_app, chat, serve
 from tests.support.fake_backend import FakeBackend
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 CALL = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
 
 
@@ -32,7 +37,9 @@ async def test_the_sdk_reads_a_tool_call_and_its_finish_reason() -> None:
     app, _ = build_app(tool_backend())
     async with serve(app) as client:
         answer = await sdk(client).chat.completions.create(
-            model="fake-model", messages=[{"role": "user", "content": "say:Checking. " + CALL}], tools=[WEATHER],
+            model="fake-model",
+            messages=[{"role": "user", "content": "say:Checking. " + CALL}],
+            tools=[WEATHER],
         )
         raw = (await client.post("/v1/chat/completions", json=chat("say:" + CALL, tools=[WEATHER]))).json()
     choice = answer.choices[0]
@@ -47,8 +54,10 @@ async def test_the_sdk_assembles_a_streamed_tool_call() -> None:
     app, _ = build_app(tool_backend())
     async with serve(app) as client:
         stream = await sdk(client).chat.completions.create(
-            model="fake-model", messages=[{"role": "user", "content": "say:" + CALL + CALL.replace("Paris", "Rome")}],
-            tools=[WEATHER], stream=True,
+            model="fake-model",
+            messages=[{"role": "user", "content": "say:" + CALL + CALL.replace("Paris", "Rome")}],
+            tools=[WEATHER],
+            stream=True,
         )
         calls: dict[int, dict[str, str]] = {}
         finish = None
@@ -69,8 +78,11 @@ async def test_the_sdk_assembles_a_streamed_tool_call() -> None:
 async def test_tool_choice_none_answers_in_text() -> None:
     app, _ = build_app(tool_backend())
     async with serve(app) as client:
-        body = (await client.post("/v1/chat/completions", json=chat(
-            "say:" + CALL, tools=[WEATHER], tool_choice="none"))).json()
+        body = (
+            await client.post(
+                "/v1/chat/completions", json=chat("say:" + CALL, tools=[WEATHER], tool_choice="none")
+            )
+        ).json()
     assert body["choices"][0]["message"]["content"] == CALL and body["choices"][0]["finish_reason"] == "stop"
 
 
@@ -78,18 +90,34 @@ async def test_tool_choice_none_answers_in_text() -> None:
     ("fields", "param"),
     [
         ({"tools": [WEATHER]}, "tools"),
-        ({"messages": [{"role": "user", "content": "x"},
-                       {"role": "assistant", "tool_calls": [{"id": "a", "type": "function",
-                                                             "function": {"name": "f", "arguments": "{}"}}]},
-                       {"role": "tool", "tool_call_id": "a", "content": "r"}]}, "tools"),
+        (
+            {
+                "messages": [
+                    {"role": "user", "content": "x"},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": "a", "content": "r"},
+                ]
+            },
+            "tools",
+        ),
     ],
 )
 async def test_a_backend_that_cannot_call_tools_refuses_them(fields: dict[str, Any], param: str) -> None:
     app, _ = build_app(FakeBackend(step_s=0.001))
     async with serve(app) as client:
         with pytest.raises(BadRequestError) as caught:
-            await sdk(client).chat.completions.create(model="fake-model", **{  # type: ignore[call-overload]
-                "messages": [{"role": "user", "content": "hi"}], **fields})
+            await sdk(client).chat.completions.create(
+                model="fake-model",
+                **{  # type: ignore[call-overload]
+                    "messages": [{"role": "user", "content": "hi"}],
+                    **fields,
+                },
+            )
     assert caught.value.status_code == 400 and "does not call tools" in caught.value.message
     assert caught.value.body["param"] == param  # type: ignore[index]
 
@@ -100,6 +128,9 @@ async def test_unsupported_fields_are_refused_by_name_through_the_route(client: 
     assert response.status_code == 400 and error["param"] == "logprobs" and "top_logprobs" in error["message"]
     typo = (await client.post("/v1/chat/completions", json=chat(temprature=0))).json()["error"]
     assert typo["param"] == "temprature" and "unknown field" in typo["message"]
-    tools_and_format = await client.post("/v1/chat/completions", json=chat(
-        tools=[WEATHER], response_format={"type": "json_object"}))
-    assert tools_and_format.status_code == 400 and tools_and_format.json()["error"]["param"] == "response_format"
+    tools_and_format = await client.post(
+        "/v1/chat/completions", json=chat(tools=[WEATHER], response_format={"type": "json_object"})
+    )
+    assert (
+        tools_and_format.status_code == 400 and tools_and_format.json()["error"]["param"] == "response_format"
+    )

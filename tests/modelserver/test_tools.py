@@ -29,8 +29,13 @@ WEATHER = {
         },
     },
 }
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+TIME = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 ASK = {"role": "user", "content": "Weather in Paris?"}
 
 
@@ -45,13 +50,17 @@ def tools_of(choice: Any = "auto", parallel: bool | None = None) -> ToolRequest:
 
 HERMES_CALL = '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}</tool_call>'
 GLM4_CALL = 'get_weather\n{"city": "Paris", "days": 2}'
-GLM45_CALL = "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n" \
-             "<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>"
+GLM45_CALL = (
+    "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n"
+    "<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>"
+)
 CALLS = {HERMES: HERMES_CALL, GLM4: GLM4_CALL, GLM45: GLM45_CALL}
 
 
 def test_tool_choice_none_means_no_tool_request() -> None:
-    body = ChatCompletionRequest.model_validate({"messages": [ASK], "tools": [WEATHER], "tool_choice": "none"})
+    body = ChatCompletionRequest.model_validate(
+        {"messages": [ASK], "tools": [WEATHER], "tool_choice": "none"}
+    )
     assert tool_request_of(body) is None
     forced = tools_of({"type": "function", "function": {"name": "get_time"}})
     assert forced.mode == "forced" and [f.name for f in forced.callable] == ["get_time"]
@@ -63,7 +72,10 @@ def test_each_syntax_reads_back_its_own_call(fmt: ToolFormat) -> None:
     answer = split_answer(CALLS[fmt], fmt, tools_of())
     assert answer.content is None and len(answer.tool_calls) == 1
     call = answer.tool_calls[0]
-    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris", "days": 2}
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {
+        "city": "Paris",
+        "days": 2,
+    }
     assert call.id.startswith("call_")
 
 
@@ -94,13 +106,19 @@ def test_streaming_in_any_pieces_gives_the_same_answer(fmt: ToolFormat) -> None:
     whole = split_answer(text, fmt, tools_of())
     for size in (1, 2, 3, 7):
         writer = ToolDeltaWriter(fmt, tools_of())
-        deltas = [d for i in range(0, len(text), size) for d in writer.feed(text[i : i + size])] + writer.finish()
+        deltas = [
+            d for i in range(0, len(text), size) for d in writer.feed(text[i : i + size])
+        ] + writer.finish()
         content = "".join(d.content or "" for d in deltas)
         pieces = [p for d in deltas for p in d.tool_calls or ()]
         assert content == (whole.content or "")
         head, body = pieces  # OpenAI's shape: id/type/name first, then the arguments
         assert head.index == body.index == 0 and head.id and head.type == "function"
-        assert head.function is not None and head.function.name == "get_weather" and head.function.arguments == ""
+        assert (
+            head.function is not None
+            and head.function.name == "get_weather"
+            and head.function.arguments == ""
+        )
         assert body.id is None and body.function is not None and body.function.name is None
         assert body.function.arguments == whole.tool_calls[0].function.arguments
         assert writer.calls == 1
@@ -119,8 +137,10 @@ def test_raw_control_characters_in_strings_come_out_escaped() -> None:
 
 
 def test_glm45_values_follow_the_schema_types() -> None:
-    text = "<tool_call>get_weather<arg_key>city</arg_key><arg_value>42</arg_value>" \
-           "<arg_key>days</arg_key><arg_value>3</arg_value></tool_call>"
+    text = (
+        "<tool_call>get_weather<arg_key>city</arg_key><arg_value>\t42 </arg_value>"
+        "<arg_key>days</arg_key><arg_value>3</arg_value></tool_call>"
+    )
     call = split_answer(text, GLM45, tools_of()).tool_calls[0]
     assert json.loads(call.function.arguments) == {"city": "42", "days": 3}  # a string stays a string
 
@@ -140,13 +160,27 @@ def test_the_chat_template_picks_syntax_and_prompt_style(template: str, fmt: Too
 
 
 def _conversation() -> tuple[list[dict[str, Any]], list[ChatMessage]]:
-    body = ChatCompletionRequest.model_validate({"messages": [
-        {"role": "system", "content": "Be brief."},
-        ASK,
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
-    ], "tools": [WEATHER]})
+    body = ChatCompletionRequest.model_validate(
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                ASK,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+            ],
+            "tools": [WEATHER],
+        }
+    )
     turns = [{"role": m.role, "content": m.text()} for m in body.messages]
     return turns, list(body.messages)
 
@@ -156,10 +190,17 @@ def test_text_style_writes_tools_calls_and_results_into_plain_turns() -> None:
     out, kwargs = with_tools(turns, messages, tools_of(), style="text")
     assert kwargs == {}
     assert out[0]["content"].startswith("Be brief.") and '"name": "get_weather"' in out[0]["content"]
-    assert '<tool_call>{"name": "<function name>", "arguments": {<arguments as JSON>}}</tool_call>' in out[0]["content"]
-    assert out[2]["content"] == '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
-    assert out[3] == {"role": "user", "content": "The function get_weather returned:\n18 C\n"
-                                                 "Answer my question using this result."}
+    assert (
+        '<tool_call>{"name": "<function name>", "arguments": {<arguments as JSON>}}</tool_call>'
+        in out[0]["content"]
+    )
+    assert (
+        out[2]["content"] == '<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
+    )
+    assert out[3] == {
+        "role": "user",
+        "content": "The function get_weather returned:\n18 C\nAnswer my question using this result.",
+    }
 
 
 def test_glm4_style_puts_tools_on_the_system_turn_and_calls_in_metadata() -> None:

@@ -47,7 +47,8 @@ IGNORED_FIELDS: Mapping[str, str] = {
     "(API keys scope rate limits)",
     "safety_identifier": "the newer name of `user`; ignored for the same reason",
     "metadata": "tags for stored completions; FlashSight stores no completions",
-    "prompt_cache_key": "a routing hint for OpenAI's prompt cache; there is no prompt-prefix cache to route to",
+    "prompt_cache_key": "a routing hint for OpenAI's prompt cache; there is no prompt-prefix cache "
+    "to route to",
     "prompt_cache_retention": "how long OpenAI keeps a cached prompt prefix; there is no prompt-prefix cache",
 }
 """Top-level fields accepted and dropped, each with the reason (docs/api.md shows them)."""
@@ -66,7 +67,9 @@ REFUSED_FIELDS: Mapping[str, Refusal] = {
     "top_k": Refusal(_SAMPLING_ONLY, (None, -1, 0)),
     "min_p": Refusal(_SAMPLING_ONLY, _NO_PENALTY),
     "functions": Refusal("the deprecated function-calling API is not served; send `tools`"),
-    "function_call": Refusal("the deprecated function-calling API is not served; send `tool_choice`/`tool_calls`"),
+    "function_call": Refusal(
+        "the deprecated function-calling API is not served; send `tool_choice`/`tool_calls`"
+    ),
     "reasoning_effort": Refusal(
         "thinking is switched on or off with chat_template_kwargs.enable_thinking, not graded by effort"
     ),
@@ -89,9 +92,9 @@ def drop_accepted_extras(data: Any, *, known: Collection[str]) -> Any:
     for key, value in data.items():
         if key in known:
             kept[key] = value
-        elif key in IGNORED_FIELDS:
-            continue
-        elif (refusal := REFUSED_FIELDS.get(key)) is not None and refusal.accepts(value):
+        elif key in IGNORED_FIELDS or (
+            (refusal := REFUSED_FIELDS.get(key)) is not None and refusal.accepts(value)
+        ):
             continue
         else:
             kept[key] = value
@@ -105,7 +108,9 @@ def refusal_message(field: str) -> str:
         allowed = ", ".join(_show(v) for v in refusal.neutral if v is not None)
         leave = f"leave it out{f' or send {allowed}' if allowed else ''}"
         return f"not supported: {refusal.reason} ({leave}; see {DOCS})"
-    return f"unknown field; FlashSight refuses fields it does not implement rather than ignore them (see {DOCS})"
+    return (
+        f"unknown field; FlashSight refuses fields it does not implement rather than ignore them (see {DOCS})"
+    )
 
 
 def _show(value: Any) -> str:

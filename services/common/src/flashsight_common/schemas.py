@@ -112,7 +112,9 @@ class ChatMessage(BaseModel):
     @model_validator(mode="after")
     def _check_tool_fields(self) -> ChatMessage:
         if self.tool_calls is not None and self.role != "assistant":
-            raise ValueError(f"tool_calls is only allowed on assistant messages, not on a {self.role} message")
+            raise ValueError(
+                f"tool_calls is only allowed on assistant messages, not on a {self.role} message"
+            )
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs tool_call_id: the id of the call it answers")
         if self.tool_call_id is not None and self.role != "tool":
@@ -157,7 +159,7 @@ class ChatTemplateKwargs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    enable_thinking: bool | None = None
+    enable_thinking: Annotated[bool | None, Field(strict=True)] = None  # true/false only, not "yes"
 
 
 class ChatCompletionRequest(BaseModel):
@@ -181,7 +183,7 @@ class ChatCompletionRequest(BaseModel):
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     chat_template_kwargs: ChatTemplateKwargs | None = None
-    enable_thinking: bool | None = None
+    enable_thinking: Annotated[bool | None, Field(strict=True)] = None
     """Top-level spelling of ``chat_template_kwargs.enable_thinking`` some clients send."""
 
     @model_validator(mode="before")
@@ -194,11 +196,12 @@ class ChatCompletionRequest(BaseModel):
         }
         return drop_accepted_extras(data, known=known)
 
-    @model_validator(mode="after")
-    def _check_n(self) -> ChatCompletionRequest:
-        if self.n != 1:
-            raise ValueError(f"n={self.n} is not supported; only n=1 is accepted")
-        return self
+    @field_validator("n")
+    @classmethod
+    def _check_n(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(f"n={value} is not supported; only n=1 is accepted")
+        return value
 
     @field_validator("messages")
     @classmethod

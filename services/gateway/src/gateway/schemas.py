@@ -64,7 +64,9 @@ class GatewayChatRequest(ChatCompletionRequest):
         # OpenAI allows null content only on assistant turns (tool calls); anywhere else it is a bug.
         for i, message in enumerate(self.messages):
             if message.tool_calls is not None or message.role == "tool":
-                raise ValueError(f"messages[{i}]: tool calls and tool results are not routed by the gateway yet")
+                raise ValueError(
+                    f"messages[{i}]: tool calls and tool results are not routed by the gateway yet"
+                )
             if message.content is None and message.role != "assistant":
                 raise ValueError(
                     f"messages[{i}].content is null; a {message.role} message needs a string or content parts"

@@ -72,7 +72,8 @@ async def chat_completions(
         # Nobody will read this; 499 ("client closed request") keeps the metrics honest.
         return Response(status_code=499)
     _record(metrics, completion)
-    return JSONResponse(to_chat_completion(completion, completion_id=completion_id, model=model_id, tools=tools))
+    answer = to_chat_completion(completion, completion_id=completion_id, model=model_id, tools=tools)
+    return JSONResponse(answer)
 
 
 @router.get("/v1/models")

@@ -2,7 +2,8 @@
 
 Framing: a first chunk with ``role: assistant``, one chunk per text delta (``content`` or
 ``reasoning_content``; with tools, content and ``tool_calls`` deltas as
-:class:`~modelserver.tools.ToolDeltaWriter` releases them), a final chunk with ``finish_reason`` (and ``confidence`` when the
+:class:`~modelserver.tools.ToolDeltaWriter` releases them), a final chunk with
+``finish_reason`` (and ``confidence`` when the
 backend gave one), a usage chunk when ``stream_options.include_usage``, then ``[DONE]``.
 An engine failure mid-stream becomes an OpenAI error event followed by ``[DONE]``, so a
 client never waits on a stream that will not end.

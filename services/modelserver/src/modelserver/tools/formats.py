@@ -88,17 +88,30 @@ class ToolFormat:
         if request.mode == "forced":
             fmt = tags[0]
         elif request.mode == "required":
-            fmt = {"type": "tags_with_separator", "tags": tags, "separator": "\n",
-                   "at_least_one": True, "stop_after_first": single}
+            fmt = {
+                "type": "tags_with_separator",
+                "tags": tags,
+                "separator": "\n",
+                "at_least_one": True,
+                "stop_after_first": single,
+            }
         else:
-            fmt = {"type": "triggered_tags", "tags": tags, "stop_after_first": single,
-                   "triggers": self.triggers([f.name for f in request.callable])}
+            fmt = {
+                "type": "triggered_tags",
+                "tags": tags,
+                "stop_after_first": single,
+                "triggers": self.triggers([f.name for f in request.callable]),
+            }
         return {"type": "structural_tag", "format": fmt}
 
 
 def _arguments(function: FunctionDefinition, *, style: str = "json") -> dict[str, Any]:
-    return {"type": "json_schema", "json_schema": function.arguments_schema(), "style": style,
-            "max_whitespace_cnt": MAX_JSON_WHITESPACE}
+    return {
+        "type": "json_schema",
+        "json_schema": function.arguments_schema(),
+        "style": style,
+        "max_whitespace_cnt": MAX_JSON_WHITESPACE,
+    }
 
 
 def _loads(text: str) -> Any:
@@ -169,8 +182,12 @@ _GLM45_PAIR = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_valu
 
 
 def _glm45_tag(function: FunctionDefinition) -> dict[str, Any]:
-    return {"type": "tag", "begin": f"{HERMES_OPEN}{function.name}",
-            "content": _arguments(function, style="glm_xml"), "end": HERMES_CLOSE}
+    return {
+        "type": "tag",
+        "begin": f"{HERMES_OPEN}{function.name}",
+        "content": _arguments(function, style="glm_xml"),
+        "end": HERMES_CLOSE,
+    }
 
 
 def _glm45_read(trigger: str, body: str, request: ToolRequest | None) -> ParsedCall | None:
@@ -183,7 +200,9 @@ def _glm45_read(trigger: str, body: str, request: ToolRequest | None) -> ParsedC
     for key, raw in _GLM45_PAIR.findall(rest):
         key = key.strip()
         kind = properties.get(key, {}).get("type") if isinstance(properties.get(key), dict) else None
-        arguments[key] = raw if kind == "string" else _json_or_text(raw)
+        # Whitespace around a value is layout (the grammar allows it; GLM's template writes
+        # none), so it is not part of the value.
+        arguments[key] = raw.strip() if kind == "string" else _json_or_text(raw.strip())
     if not name or _GLM45_PAIR.sub("", rest).strip():
         return None  # text that is neither a name nor key/value pairs: not a call
     return ParsedCall(name, json.dumps(arguments, ensure_ascii=False))

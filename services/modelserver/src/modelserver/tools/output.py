@@ -72,8 +72,12 @@ class ToolDeltaWriter:
             if isinstance(piece, ContentPiece):
                 deltas.append(Delta(content=piece.text))
                 continue
-            head = ToolCallDelta(index=index, id=new_tool_call_id(), type="function",
-                                 function=FunctionCallDelta(name=piece.name, arguments=""))
+            head = ToolCallDelta(
+                index=index,
+                id=new_tool_call_id(),
+                type="function",
+                function=FunctionCallDelta(name=piece.name, arguments=""),
+            )
             body = ToolCallDelta(index=index, function=FunctionCallDelta(arguments=piece.arguments))
             deltas += [Delta(tool_calls=[head]), Delta(tool_calls=[body])]
             index += 1

@@ -36,7 +36,8 @@ Renderer = Callable[[Turns, Sequence[ChatMessage], ToolRequest | None], tuple[Tu
 TEXT_TOOLS_PROMPT = (
     "You can call functions. The available functions, as JSON, one per line:\n{functions}\n"
     "To call a function, answer with one line per call and nothing else, exactly like this:\n"
-    f'{HERMES_OPEN}{{{{"name": "<function name>", "arguments": {{{{<arguments as JSON>}}}}}}}}{HERMES_CLOSE}\n'
+    f'{HERMES_OPEN}{{{{"name": "<function name>", '
+    f'"arguments": {{{{<arguments as JSON>}}}}}}}}{HERMES_CLOSE}\n'
     "If no function is needed, answer in plain text."
 )
 
@@ -48,13 +49,19 @@ def _arguments(call: ToolCall) -> dict[str, Any]:
     return call.function.parsed_arguments()
 
 
-def _native(turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | None) -> tuple[Turns, dict[str, Any]]:
+def _native(
+    turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | None
+) -> tuple[Turns, dict[str, Any]]:
     out: Turns = []
     for turn, message in zip(turns, messages, strict=True):
         turn = dict(turn)
         if message.tool_calls:
             turn["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.function.name, "arguments": _arguments(c)}}
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.function.name, "arguments": _arguments(c)},
+                }
                 for c in message.tool_calls
             ]
         if message.role == "tool":
@@ -63,7 +70,9 @@ def _native(turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | 
     return out, ({"tools": tools.template_tools()} if tools is not None else {})
 
 
-def _glm4(turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | None) -> tuple[Turns, dict[str, Any]]:
+def _glm4(
+    turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | None
+) -> tuple[Turns, dict[str, Any]]:
     out: Turns = []
     for turn, message in zip(turns, messages, strict=True):
         if message.role == "tool":
@@ -85,18 +94,23 @@ def _glm4(turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | No
     return out, {}
 
 
-def _text(turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | None) -> tuple[Turns, dict[str, Any]]:
+def _text(
+    turns: Turns, messages: Sequence[ChatMessage], tools: ToolRequest | None
+) -> tuple[Turns, dict[str, Any]]:
     out: Turns = []
     names = {c.id: c.function.name for m in messages for c in m.tool_calls or ()}
     for turn, message in zip(turns, messages, strict=True):
         if message.role == "tool":
             # Plain words, not tags: small models answer from "X returned: ..." and parrot tags.
             name = names.get(message.tool_call_id or "", "the function")
-            out.append({"role": "user", "content": TEXT_RESULT.format(name=name, result=turn.get("content") or "")})
+            out.append(
+                {"role": "user", "content": TEXT_RESULT.format(name=name, result=turn.get("content") or "")}
+            )
             continue
         if message.tool_calls:
             lines = [turn.get("content") or ""] + [
-                HERMES_OPEN + json.dumps({"name": c.function.name, "arguments": _arguments(c)}, ensure_ascii=False)
+                HERMES_OPEN
+                + json.dumps({"name": c.function.name, "arguments": _arguments(c)}, ensure_ascii=False)
                 + HERMES_CLOSE
                 for c in message.tool_calls
             ]

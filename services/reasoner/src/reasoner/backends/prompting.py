@@ -37,7 +37,11 @@ def to_template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]
 
 
 def encode_prompt(
-    tokenizer: Any, messages: Sequence[ChatMessage], *, tools: ToolRequest | None = None, tool_style: str = "text"
+    tokenizer: Any,
+    messages: Sequence[ChatMessage],
+    *,
+    tools: ToolRequest | None = None,
+    tool_style: str = "text",
 ) -> list[int]:
     """Token ids of the rendered conversation, ending with the assistant's turn opening.
 

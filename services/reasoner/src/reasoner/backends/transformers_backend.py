@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelserver.backend import BatchSink, DiscardSink, GenerationRequest, SamplingParams
-
 from modelserver.tools import ToolFormat, detect_format, prompt_style
 
 from reasoner.backends.prompting import check_text_only, encode_prompt

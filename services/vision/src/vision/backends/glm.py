@@ -194,7 +194,7 @@ class GlmBackend:
         self.generate([request], DiscardSink())
 
     def check_request(self, request: GenerationRequest) -> None:
-        """Refuse before queueing a ``response_format`` or tools that cannot be enforced (a 400 naming why)."""
+        """Refuse before queueing a ``response_format`` or tools that cannot be enforced (400 naming why)."""
         self.structured.check(request.response_format)
         self._constraint(request)
 
@@ -238,10 +238,16 @@ class GlmBackend:
 
     def _prepare(self, position: int, request: GenerationRequest) -> PreparedRow:
         conversation, images = to_template_messages(request.messages)
-        conversation, template_kwargs = with_tools(conversation, request.messages, request.tools, style="native")
+        conversation, template_kwargs = with_tools(
+            conversation, request.messages, request.tools, style="native"
+        )
         thinking = request.enable_thinking or self.settings.enable_thinking
         prompt = self.processor.apply_chat_template(
-            conversation, tokenize=False, add_generation_prompt=True, enable_thinking=thinking, **template_kwargs
+            conversation,
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=thinking,
+            **template_kwargs,
         )
         encoded = self.processor(text=[prompt], images=images or None, return_tensors="pt")
         if images and "pixel_values" not in encoded:
