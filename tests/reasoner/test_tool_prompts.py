@@ -16,7 +16,8 @@ transformers = pytest.importorskip("transformers")
 # SmolLM2-135M-Instruct's template (ChatML, no tools), as the embedded model ships it.
 SMOLLM2_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, "
+    "trained by Hugging Face<|im_end|>\\n' }}"
     "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
@@ -88,7 +89,7 @@ def test_a_template_without_tools_gets_them_written_out(tokenizer: Any) -> None:
     assert prompt.startswith("<|im_start|>system\nYou can call functions.")
     assert '{"name": "get_weather", "description": "Weather in a city"' in prompt
     assert (
-        '<|im_start|>assistant\n<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
-        in prompt
+        '<|im_start|>assistant\n<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}'
+        "</tool_call>" in prompt
     )
     assert "<|im_start|>user\nThe function get_weather returned:\n18 C, sunny" in prompt
