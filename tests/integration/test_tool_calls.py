@@ -22,7 +22,7 @@ from PIL import Image
 from reasoner.config import ReasonerSettings
 from reasoner.embedded import lookup, prepare
 
-from tests.support.servers import ServiceProcess
+from devkit.processes import ServiceProcess
 from tests.support.tiny_models import GLM4_CHAT_TINY, GLM46V_TINY, tiny_model_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
