@@ -110,7 +110,11 @@ def _enable_thinking(body: ChatCompletionRequest) -> bool:
 
 
 def to_chat_completion(completion: Completion, *, completion_id: str, model: str) -> dict[str, Any]:
-    """The non-streamed ``chat.completion`` body (``confidence`` only when the backend gave one)."""
+    """The non-streamed ``chat.completion`` body.
+
+    ``confidence`` only when the backend gave one; ``structured_output`` (is the JSON whole?)
+    only for ``response_format`` answers decoded under a grammar.
+    """
     message = AssistantMessage(content=completion.text, reasoning_content=completion.reasoning_text or None)
     response = ChatCompletion(
         id=completion_id,
@@ -121,4 +125,6 @@ def to_chat_completion(completion: Completion, *, completion_id: str, model: str
     body = response.model_dump(exclude_none=True)
     if completion.confidence is not None:
         body["confidence"] = completion.confidence
+    if completion.structured is not None:
+        body["structured_output"] = completion.structured
     return body

@@ -217,7 +217,9 @@ class GlmBackend:
 
     def _prepare(self, position: int, request: GenerationRequest) -> PreparedRow:
         conversation, images = to_template_messages(request.messages)
-        thinking = request.enable_thinking or self.settings.enable_thinking
+        # A grammar-constrained answer is JSON only: an open <think> would route it all to
+        # reasoning_content, so the template closes thinking for it.
+        thinking = (request.enable_thinking or self.settings.enable_thinking) and not request.response_format
         prompt = self.processor.apply_chat_template(
             conversation, tokenize=False, add_generation_prompt=True, enable_thinking=thinking
         )
