@@ -11,6 +11,7 @@ import uvicorn
 from flashsight_common.logs import configure_logging
 from pydantic import ValidationError
 
+from gateway import multiproc
 from gateway.config import GatewaySettings
 from gateway.httpserver import HeaderCappedHttpToolsProtocol
 
@@ -44,13 +45,15 @@ def main() -> None:
     except ValueError as exc:  # e.g. an unreadable keyword file
         sys.exit(f"gateway: invalid configuration: {exc}")
     if settings.workers > 1:
-        # Each worker process imports the factory and builds its own app from the same environment.
-        logging.getLogger("gateway").warning(
-            "%d workers: each keeps its own /metrics registry and circuit breakers", settings.workers
+        # Each worker process imports the factory and builds its own app from the same environment;
+        # /metrics sums every worker's series (gateway.multiproc), breakers stay per worker.
+        logging.getLogger("gateway").info(
+            "%d workers: /metrics reports their totals; each keeps its own circuit breakers", settings.workers
         )
-        uvicorn.run(
-            "gateway.__main__:app_from_env", factory=True, workers=settings.workers, **_server(settings)
-        )
+        with multiproc.shared_metrics_dir():
+            uvicorn.run(
+                "gateway.__main__:app_from_env", factory=True, workers=settings.workers, **_server(settings)
+            )
     else:
         uvicorn.run(app, **_server(settings))
 
