@@ -239,7 +239,8 @@ def test_compose_only_variables_are_in_env_example_with_their_defaults() -> None
     assert set(compose_only) >= {"PYTHON_IMAGE", "TORCH_PYTHON_IMAGE", "TORCH_INDEX", "REDIS_IMAGE"}
     for name, default in compose_only.items():
         assert name in entries, f"compose reads {name}, which .env.example does not list"
-        assert entries[name][0] == default, f"{name}: .env.example says {entries[name][0]!r}, compose {default!r}"
+        written = entries[name][0]
+        assert written == default, f"{name}: .env.example says {written!r}, compose {default!r}"
 
 
 def test_every_env_example_variable_is_read_by_someone() -> None:
