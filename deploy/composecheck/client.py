@@ -53,8 +53,11 @@ class Answer:
 def chat(base_url: str, question: str, *, image: Path = ORDER_PNG, timeout: float = 180) -> Answer:
     """POST the README's request shape: one question and one image as a data: URL, model auto."""
     data_url = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
-    body = {
+    body: dict[str, Any] = {
         "model": "auto",
+        # a short answer: SmolLM2 on two shared cores needs well under the gateway's 30 s
+        # reasoner timeout for 48 tokens, not for its 512-token default
+        "max_tokens": 48,
         "messages": [
             {
                 "role": "user",

@@ -12,9 +12,11 @@ from deploy.composecheck import client
 from deploy.composecheck.docker import Compose, DockerError
 
 SERVICES = ("redis", "vision", "reasoner", "gateway")
-HEALTH_TIMEOUT_S = (
-    900.0  # a cold start converts nothing (the reasoner image holds its model), but 2 shared cores
-)
+# a cold start converts nothing (the reasoner image holds its model), but cores may be shared
+HEALTH_TIMEOUT_S = 900.0
+# a restarted reasoner's first answers are slow (warm-up) and the gateway's circuit may be
+# open for a few seconds: cascade answers must be back within this
+CASCADE_BACK_S = 180.0
 
 
 @dataclass
@@ -126,7 +128,9 @@ def run_scenario(compose: Compose, base_url: str, tally: Tally) -> None:
     )
     compose("start", "reasoner")
     states = compose.wait_healthy(["reasoner"], timeout_s=HEALTH_TIMEOUT_S)
-    back = until(lambda: client.chat(base_url, client.CASCADE_QUESTION), accept=cascade_ok, timeout_s=60)
+    back = until(
+        lambda: client.chat(base_url, client.CASCADE_QUESTION), accept=cascade_ok, timeout_s=CASCADE_BACK_S
+    )
     tally.check(
         "reasoner started: cascade again",
         states["reasoner"] == "healthy" and cascade_ok(back),
@@ -149,7 +153,11 @@ def upgrade_reasoner(compose: Compose, base_url: str, tally: Tally) -> None:
             tally.check("reasoner rebuilt and recreated", False, str(exc)[-500:])
             return
         states = compose.wait_healthy(["reasoner"], timeout_s=HEALTH_TIMEOUT_S)
-        back = until(lambda: client.chat(base_url, client.CASCADE_QUESTION), accept=cascade_ok, timeout_s=60)
+        back = until(
+            lambda: client.chat(base_url, client.CASCADE_QUESTION),
+            accept=cascade_ok,
+            timeout_s=CASCADE_BACK_S,
+        )
         took = time.monotonic() - started
         time.sleep(3)
     new = compose.container_id("reasoner")
@@ -161,6 +169,8 @@ def upgrade_reasoner(compose: Compose, base_url: str, tally: Tally) -> None:
     )
     tally.check(
         "zero failed requests during the upgrade",
-        not loop.failures and cascade_ok(back),
-        f"{dict(loop.statuses)}{' first failure: ' + loop.failures[0] if loop.failures else ''}",
+        not loop.failures and sum(loop.statuses.values()) > 0,
+        f"{dict(loop.statuses)} (degraded answers are allowed while it restarts)"
+        f"{' first failure: ' + loop.failures[0] if loop.failures else ''}",
     )
+    tally.check("cascade answers after the upgrade", cascade_ok(back), back.summary())
