@@ -48,6 +48,8 @@ def vllm_process(python: str, model: Path, threads: str) -> ServiceProcess:
         "2048",
         "--served-model-name",
         SERVED_NAME,
+        # no torch.compile warm-up: on 2 shared cores under load it had not finished after 10 min
+        "--enforce-eager",
         "--host",
         "{host}",
         "--port",
