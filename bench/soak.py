@@ -1,7 +1,7 @@
 """Soak: minutes of steady mixed traffic through the whole local stack; 5xx, latency, memory.
 
-Starts the real stack on loopback (``tests/support/stack.py``: a private Redis, vision with
-ocr-lite, the reasoner with the embedded SmolLM2, the gateway) and sends requests at a
+Starts the real stack on loopback (a private Redis, vision with ocr-lite, the reasoner
+with the embedded SmolLM2, the gateway: each a real process) and sends requests at a
 steady rate (open loop: one every 1/rate s, whatever the answers' latency) for
 ``--minutes``. The mix: direct questions, cascade questions on a new image (caption-cache
 miss) and on a seen one (hit), streamed answers, and a share of bad inputs (a broken data
@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import random
 import statistics
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.stack import running_stack  # noqa: E402
+from bench.gateway_overhead import private_redis  # noqa: E402
+from devkit.processes import ServiceProcess  # noqa: E402
 
 ORDER_PNG = (REPO / "examples" / "order.png").read_bytes()
 # kind -> share of the traffic
@@ -201,12 +204,38 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=0.5, help="requests per second (open loop)")
     parser.add_argument("--seed", type=int, default=8)
     args = parser.parse_args()
-    with running_stack(gateway_env={"GATEWAY_LOG_LEVEL": "warning"}) as stack:
-        pids = {s.name: s.pid for s in stack.services()}
-        print(
-            f"stack up: gateway {stack.url}; {args.minutes} min at {args.rate} req/s; mix {MIX}", flush=True
+    with running_stack() as (url, pids):
+        print(f"stack up: gateway {url}; {args.minutes} min at {args.rate} req/s; mix {MIX}", flush=True)
+        return asyncio.run(soak(url, pids, minutes=args.minutes, rate=args.rate, seed=args.seed))
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[tuple[str, dict[str, int | None]]]:
+    """Redis, vision, reasoner and gateway as real processes: the gateway's URL and every pid."""
+    with contextlib.ExitStack() as stack:
+        redis_url = stack.enter_context(private_redis())
+        port = redis_url.rsplit(":", 1)[1].split("/")[0]
+        redis_pid = next(p.pid for p in psutil.Process().children() if port in p.cmdline())
+        vision = ServiceProcess(module="vision", port_env="VISION_PORT", startup_timeout=180)
+        reasoner = ServiceProcess(module="reasoner", port_env="REASONER_PORT", startup_timeout=240)
+        for service in (vision, reasoner):
+            stack.callback(service.close)
+            service.start(wait=False)
+        vision.wait_ready()
+        reasoner.wait_ready()
+        gateway = ServiceProcess(
+            module="gateway",
+            port_env="GATEWAY_PORT",
+            env={
+                "GATEWAY_VISION_URL": vision.base_url,
+                "GATEWAY_REASONER_URL": reasoner.base_url,
+                "REDIS_URL": redis_url,
+                "GATEWAY_LOG_LEVEL": "warning",
+            },
         )
-        return asyncio.run(soak(stack.url, pids, minutes=args.minutes, rate=args.rate, seed=args.seed))
+        stack.enter_context(gateway)
+        pids = {"redis": redis_pid, "vision": vision.pid, "reasoner": reasoner.pid, "gateway": gateway.pid}
+        yield gateway.base_url, pids
 
 
 if __name__ == "__main__":

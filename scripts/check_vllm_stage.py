@@ -28,8 +28,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.servers import ServiceProcess  # noqa: E402
-from tests.support.stack import RedisProcess  # noqa: E402
+from bench.gateway_overhead import private_redis  # noqa: E402
+from devkit.processes import ServiceProcess  # noqa: E402
 
 SERVED_NAME = "smollm2-135m-instruct"
 QUESTION = "为什么这个订单需要付款?"
@@ -89,8 +89,7 @@ def main() -> int:
         print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
 
     with contextlib.ExitStack() as stack:
-        redis = RedisProcess()
-        stack.enter_context(redis)
+        redis_url = stack.enter_context(private_redis())
         vision = ServiceProcess(module="vision", port_env="VISION_PORT", startup_timeout=180)
         vllm = vllm_process(args.vllm_python, args.model, args.threads)
         for service in (vision, vllm):
@@ -106,7 +105,7 @@ def main() -> int:
             env={
                 "GATEWAY_VISION_URL": vision.base_url,
                 "GATEWAY_REASONER_URL": vllm.base_url,
-                "REDIS_URL": redis.url,
+                "REDIS_URL": redis_url,
                 "GATEWAY_REASONER_TIMEOUT_S": "120",
                 "GATEWAY_REASONER_FIRST_TOKEN_TIMEOUT_S": "60",
             },

@@ -22,9 +22,9 @@ import httpx
 import pytest
 from PIL import Image
 
+from devkit.processes import ServiceProcess
 from tests.support.gateway_procs import RedisProcess, gateway_process, stub_process
 from tests.support.nginx import NGINX, nginx_process
-from tests.support.servers import ServiceProcess
 
 pytestmark = [
     pytest.mark.integration,

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.servers import ServiceProcess
+from devkit.processes import ServiceProcess
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 

@@ -11,9 +11,9 @@ import uvicorn
 from flashsight_common.logs import configure_logging
 from pydantic import ValidationError
 
-from gateway import multiproc
+from gateway.api.httpserver import HeaderCappedHttpToolsProtocol
 from gateway.config import GatewaySettings
-from gateway.httpserver import HeaderCappedHttpToolsProtocol
+from gateway.telemetry import multiproc
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -27,10 +27,11 @@ _HTTP_PROTOCOLS: dict[str, type[asyncio.Protocol] | str] = {
 
 
 def _describe(error: object) -> str:
-    # Field errors name their variable; cross-field checks (loc ()) carry it in the message.
-    loc = "_".join(map(str, error["loc"])).upper()  # type: ignore[index]
+    # Field errors name their variable (loc: section, field); checks across fields or within
+    # a section (loc () or (section,)) carry the variable in the message.
+    loc = tuple(map(str, error["loc"]))  # type: ignore[index]
     message = str(error["msg"]).removeprefix("Value error, ")  # type: ignore[index]
-    return f"  GATEWAY_{loc}: {message}" if loc else f"  {message}"
+    return f"  GATEWAY_{loc[1].upper()}: {message}" if len(loc) > 1 else f"  {message}"
 
 
 def main() -> None:
@@ -39,20 +40,24 @@ def main() -> None:
     except ValidationError as exc:
         problems = "\n".join(_describe(error) for error in exc.errors())
         sys.exit(f"gateway: invalid configuration:\n{problems}")
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.logging.log_level, settings.logging.log_format)
     try:
         app = build_app(settings)  # also with workers: a bad config fails here, once, with its message
     except ValueError as exc:  # e.g. an unreadable keyword file
         sys.exit(f"gateway: invalid configuration: {exc}")
-    if settings.workers > 1:
+    if settings.server.workers > 1:
         # Each worker process imports the factory and builds its own app from the same environment;
-        # /metrics sums every worker's series (gateway.multiproc), breakers stay per worker.
+        # /metrics sums every worker's series (gateway.telemetry.multiproc), breakers stay per worker.
         logging.getLogger("gateway").info(
-            "%d workers: /metrics reports their totals; each keeps its own circuit breakers", settings.workers
+            "%d workers: /metrics reports their totals; each keeps its own circuit breakers",
+            settings.server.workers,
         )
         with multiproc.shared_metrics_dir():
             uvicorn.run(
-                "gateway.__main__:app_from_env", factory=True, workers=settings.workers, **_server(settings)
+                "gateway.__main__:app_from_env",
+                factory=True,
+                workers=settings.server.workers,
+                **_server(settings),
             )
     else:
         uvicorn.run(app, **_server(settings))
@@ -67,22 +72,22 @@ def build_app(settings: GatewaySettings) -> FastAPI:
 def app_from_env() -> FastAPI:
     """The app of one worker process (``GATEWAY_WORKERS`` > 1)."""
     settings = GatewaySettings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.logging.log_level, settings.logging.log_format)
     return build_app(settings)
 
 
 def _server(settings: GatewaySettings) -> dict[str, Any]:
     return {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
+        "host": settings.server.host,
+        "port": settings.server.port,
+        "log_level": settings.logging.log_level,
         "log_config": None,
         "access_log": False,
         # Slow or stalled clients: idle keep-alive sockets close, and a request line + headers
         # larger than this are refused (both parsers), so a trickling client holds one socket.
-        "timeout_keep_alive": max(1, round(settings.keepalive_timeout_s)),
-        "h11_max_incomplete_event_size": settings.max_header_bytes,
-        "http": _HTTP_PROTOCOLS[settings.http_parser],
+        "timeout_keep_alive": max(1, round(settings.server.keepalive_timeout_s)),
+        "h11_max_incomplete_event_size": settings.server.max_header_bytes,
+        "http": _HTTP_PROTOCOLS[settings.server.http_parser],
         "timeout_graceful_shutdown": 10,
     }
 
