@@ -18,7 +18,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from gateway.metrics import GatewayMetrics
+from gateway.telemetry.metrics import GatewayMetrics
 
 from deploy import kustomize
 from tests.deploy.settings_env import SETTINGS_CLASSES, env_names, load_settings_class
