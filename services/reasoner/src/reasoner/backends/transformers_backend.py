@@ -6,6 +6,11 @@ wheel. Prompts are rendered with the checkpoint's own chat template and the batc
 decoded by the shared loop (:mod:`modelserver.decoding`), which streams text per row.
 ``response_format`` json_object / json_schema is enforced while decoding
 (:mod:`modelserver.structured`): the answer always parses and matches the schema.
+
+Tools: the call syntax comes from the checkpoint's chat template (GLM-4 chat → ``glm4``,
+a template without tools such as SmolLM2's → FlashSight's ``hermes`` lines), and the
+request's ``tool_choice`` becomes a grammar over that syntax (:mod:`modelserver.tools`),
+so every call the model writes names an offered function with arguments that validate.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelserver.backend import BatchSink, DiscardSink, GenerationRequest, SamplingParams
+from modelserver.tools import ToolFormat, detect_format, prompt_style
 
 from reasoner.backends.prompting import check_text_only, encode_prompt
 from reasoner.config import ReasonerSettings
@@ -24,7 +30,7 @@ if TYPE_CHECKING:  # torch is imported when a model loads, not when the backend 
 
 log = logging.getLogger(__name__)
 
-WARMUP_MESSAGE = "Say hello."
+WARMUP_MESSAGES = ("Say hello.", "Say hello to everyone in the room, please.")
 WARMUP_TOKENS = 4
 
 
@@ -38,6 +44,10 @@ class TransformersBackend:
         self.tokenizer: Any = None
         self.max_context: int | None = None
         self.structured: Any = None
+        self.tool_format: ToolFormat | None = None
+        self._tool_style = "text"
+        self.static_kv: Any = None
+        """The GPU fast path (:mod:`modelserver.cuda_graphs`); None: the dynamic-cache path."""
 
     def load(self) -> None:
         from reasoner.backends.loading import (
@@ -60,6 +70,12 @@ class TransformersBackend:
         from modelserver.structured import for_model
 
         self.structured = for_model(self.model, self.tokenizer)
+        self.tool_format = detect_format(self.tokenizer.chat_template)
+        self._tool_style = prompt_style(self.tool_format, self.tokenizer.chat_template)
+        log.info("tool calls: %s syntax, %s prompt", self.tool_format.name, self._tool_style)
+        from modelserver.cuda_graphs import prepare_static_kv
+
+        self.static_kv = prepare_static_kv(self.model, self.settings, context=self.max_context)
         params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "model %s ready: %s (%.0fM parameters, context %s)",
@@ -73,20 +89,37 @@ class TransformersBackend:
         from flashsight_common.schemas import ChatMessage
         from modelserver.decoding import decode_batch
 
-        prompt = encode_prompt(self.tokenizer, [ChatMessage(role="user", content=WARMUP_MESSAGE)])
-        decode_batch(
-            self.model,
-            self.tokenizer,
-            [prompt],
-            [SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0)],
-            DiscardSink(),
-            max_context=self.max_context,
-        )
+        # Two prompts of different lengths: the padded-batch prefill path is warmed up too
+        # (its first call is slow on a GPU; the first concurrent requests would pay for it).
+        messages = WARMUP_MESSAGES[: self.settings.max_batch_size]
+        prompts = [encode_prompt(self.tokenizer, [ChatMessage(role="user", content=m)]) for m in messages]
+
+        def warm() -> None:
+            decode_batch(
+                self.model,
+                self.tokenizer,
+                prompts,
+                [SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0)] * len(prompts),
+                DiscardSink(),
+                max_context=self.max_context,
+                static_kv=self.static_kv,
+            )
+
+        try:
+            warm()
+        except Exception:
+            if self.static_kv is None:
+                raise
+            # The fast path must never cost the service: decode as before (dynamic cache).
+            log.exception("the static KV cache failed its warm-up decode: falling back to the dynamic cache")
+            self.static_kv = None
+            warm()
 
     def check_request(self, request: GenerationRequest) -> None:
         """Refuse what this backend cannot honour before the request is queued."""
         check_text_only(request)
         self.structured.check(request.response_format)  # a schema that cannot be enforced → 400
+        self._constraint(request)  # tools whose schemas cannot be enforced → 400
 
     def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
         from modelserver.decoding import decode_batch
@@ -115,6 +148,7 @@ class TransformersBackend:
             max_context=self.max_context,
             constraints=[row.constraint for row in rows],
             join=join if admit is not None else None,
+            static_kv=self.static_kv,
         )
 
     def _prepare(
@@ -127,14 +161,23 @@ class TransformersBackend:
         for position, request in enumerate(requests, start=first):
             try:
                 check_text_only(request)
-                prompt = encode_prompt(self.tokenizer, request.messages)
-                constraint = self.structured.constraint(request.response_format)
+                prompt = encode_prompt(
+                    self.tokenizer, request.messages, tools=request.tools, tool_style=self._tool_style
+                )
+                constraint = self._constraint(request)
             except Exception as exc:  # one bad conversation fails its own request only
                 sink.fail(position, exc)
                 continue
             rows.append(JoiningRow(prompt, request.sampling, constraint))
             subset.add(position)
         return rows
+
+
+    def _constraint(self, request: GenerationRequest) -> Any:
+        """The row's grammar: its tool calls' (:mod:`modelserver.tools`), else its response_format's."""
+        if request.tools is not None and self.tool_format is not None:
+            return self.structured.tag_constraint(self.tool_format.structural_tag(request.tools))
+        return self.structured.constraint(request.response_format)
 
 
 class _SubsetSink:
