@@ -230,6 +230,7 @@ def running_stack() -> Iterator[tuple[str, dict[str, int | None]]]:
                 "GATEWAY_VISION_URL": vision.base_url,
                 "GATEWAY_REASONER_URL": reasoner.base_url,
                 "REDIS_URL": redis_url,
+                "GATEWAY_REASONER_LANGUAGES": "zh,en",  # the cascade questions are Chinese
                 "GATEWAY_LOG_LEVEL": "warning",
             },
         )

@@ -106,6 +106,7 @@ def main() -> int:
                 "GATEWAY_VISION_URL": vision.base_url,
                 "GATEWAY_REASONER_URL": vllm.base_url,
                 "REDIS_URL": redis_url,
+                "GATEWAY_REASONER_LANGUAGES": "zh,en",  # the question and the order page are Chinese
                 "GATEWAY_REASONER_TIMEOUT_S": "120",
                 "GATEWAY_REASONER_FIRST_TOKEN_TIMEOUT_S": "60",
             },

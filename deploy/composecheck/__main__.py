@@ -59,7 +59,17 @@ def main() -> int:
     made = ", ".join(bases.made) or "none"
     print(f"base images: {bases.describe()}; made now: {made} ({time.monotonic() - started:.0f}s)")
     ports = {name: str(free_port()) for name in ("GATEWAY_PORT", "VISION_PORT", "REASONER_PORT")}
-    compose = Compose(REPO, args.project, {**bases.env, **ports, "COMPOSE_DOCKER_CLI_BUILD": "0"})
+    compose = Compose(
+        REPO,
+        args.project,
+        {
+            **bases.env,
+            **ports,
+            "COMPOSE_DOCKER_CLI_BUILD": "0",
+            # the check's cascade question and the order page are Chinese; SmolLM2's default is en
+            "GATEWAY_REASONER_LANGUAGES": "zh,en",
+        },
+    )
     base_url = f"http://127.0.0.1:{ports['GATEWAY_PORT']}"
     try:
         built = time.monotonic()

@@ -59,7 +59,11 @@ def running_cluster(tmp_path: Path, env: dict[str, str]) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """API keys and a per-key rate limit of LIMIT a minute."""
-    env = {"GATEWAY_API_KEYS": ",".join(KEYS), "GATEWAY_RATE_LIMIT_PER_MINUTE": str(LIMIT)}
+    env = {
+        "GATEWAY_API_KEYS": ",".join(KEYS),
+        "GATEWAY_RATE_LIMIT_PER_MINUTE": str(LIMIT),
+        "GATEWAY_REASONER_LANGUAGES": "zh,en",  # the cascade question is Chinese
+    }
     with running_cluster(tmp_path_factory.mktemp("nginx"), env) as running:
         yield running
 
