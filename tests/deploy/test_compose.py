@@ -1,7 +1,9 @@
 """Keeps the deployment files honest while no Docker engine can run them here.
 
-- docker-compose.yml (alone and with the GPU override) validates against the Compose
-  Specification's JSON schema (vendored: vendor/README.md);
+- docker-compose.yml and the GPU override load with no duplicate key (what Compose v2
+  refuses and PyYAML would silently accept) and validate against the Compose
+  Specification's JSON schema and against docker-compose 1.29's (both vendored:
+  vendor/README.md), so they use only what both Composes share;
 - every Dockerfile COPY source exists and is not excluded by .dockerignore;
 - every variable the compose files set for a service is one that service's Settings reads;
 - .env.example lists every setting with its default and meaning, and nothing nobody reads.
@@ -18,19 +20,28 @@ from typing import Any
 
 import pytest
 import yaml
-from jsonschema import Draft202012Validator
+from jsonschema import Draft201909Validator, Draft202012Validator
+from jsonschema.protocols import Validator
 
+from deploy import strict_yaml
 from deploy.local.settings import LAUNCHER_VARIABLES
 from tests.deploy.settings_env import SETTINGS_CLASSES, env_fields, env_names, load_settings_class
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.gpu.yml")
-SCHEMA = json.loads((Path(__file__).parent / "vendor" / "compose-spec.json").read_text())
+VENDOR = Path(__file__).parent / "vendor"
+SCHEMA = json.loads((VENDOR / "compose-spec.json").read_text())
+# what docker-compose 1.29 (the only Compose Debian packages; `make compose-check` runs it) accepts
+SCHEMA_V1_29 = json.loads((VENDOR / "compose-spec-v1.29.json").read_text())
+VALIDATORS: dict[str, Validator] = {
+    "compose-spec": Draft202012Validator(SCHEMA),
+    "docker-compose-1.29": Draft201909Validator(SCHEMA_V1_29),
+}
 APP_SERVICES = tuple(SETTINGS_CLASSES)
 
 
 def load_compose(name: str) -> dict[str, Any]:
-    return yaml.safe_load((REPO / name).read_text())  # type: ignore[no-any-return]
+    return strict_yaml.load(REPO / name)  # type: ignore[no-any-return]
 
 
 def merged_compose() -> dict[str, Any]:
@@ -53,16 +64,36 @@ def settings_or_skip(service: str) -> Any:
 # ── the compose files ──────────────────────────────────────────────────────────────
 
 
+@pytest.mark.parametrize("schema", VALIDATORS)
 @pytest.mark.parametrize("name", COMPOSE_FILES)
-def test_compose_file_validates_against_the_compose_spec(name: str) -> None:
-    errors = sorted(Draft202012Validator(SCHEMA).iter_errors(load_compose(name)), key=str)
+def test_compose_file_validates_against_the_compose_spec(name: str, schema: str) -> None:
+    errors = sorted(VALIDATORS[schema].iter_errors(load_compose(name)), key=str)
     assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
 
 
-def test_the_schema_rejects_a_broken_compose_file() -> None:
+@pytest.mark.parametrize("schema", VALIDATORS)
+def test_the_schema_rejects_a_broken_compose_file(schema: str) -> None:
     # guards against a schema that accepts anything (a wrong $ref, an empty file)
     broken = {"services": {"gateway": {"depends_on": {"redis": {"condition": "when_it_feels_like_it"}}}}}
-    assert list(Draft202012Validator(SCHEMA).iter_errors(broken))
+    assert list(VALIDATORS[schema].iter_errors(broken))
+
+
+def test_docker_compose_1_29_schema_rejects_the_v2_only_env_file_form() -> None:
+    # why the files say `env_file: .env`: v1.29 refuses the optional-file form v2 introduced
+    v2_only = {"services": {"gateway": {"image": "x", "env_file": [{"path": ".env", "required": False}]}}}
+    assert not list(VALIDATORS["compose-spec"].iter_errors(v2_only))
+    assert list(VALIDATORS["docker-compose-1.29"].iter_errors(v2_only))
+
+
+def test_the_loader_rejects_a_duplicate_key_where_pyyaml_keeps_the_last() -> None:
+    # the bug this loader exists for: a service's environment naming a variable twice
+    text = "services:\n  gateway:\n    environment:\n      A: json\n      B: x\n      A: text\n"
+    assert yaml.safe_load(text)["services"]["gateway"]["environment"]["A"] == "text"
+    with pytest.raises(strict_yaml.DuplicateKeyError, match=r"duplicate key 'A' \(first at line 4\)"):
+        strict_yaml.loads(text)
+    # a merge key is not a duplicate, and may be overridden
+    merged = strict_yaml.loads("x: &a {k: 1, j: 2}\ny:\n  <<: *a\n  k: 3\n")
+    assert merged["y"] == {"k": 3, "j": 2}
 
 
 def test_stack_has_the_four_services_with_healthchecks_and_ordered_start() -> None:
@@ -73,7 +104,9 @@ def test_stack_has_the_four_services_with_healthchecks_and_ordered_start() -> No
     for name in APP_SERVICES:
         assert "/readyz" in " ".join(services[name]["healthcheck"]["test"])
         assert services[name]["build"]["context"] == "."
-        assert services[name]["env_file"] == [{"path": ".env", "required": False}]
+        assert services[name]["env_file"] == ".env"
+        assert services[name]["build"]["args"]["PYTHON_IMAGE"].endswith(":-python:3.11-slim}")
+    assert services["redis"]["image"] == "${REDIS_IMAGE:-redis:7-alpine}"
     assert services["gateway"]["depends_on"] == {
         name: {"condition": "service_healthy"} for name in ("redis", "vision", "reasoner")
     }
@@ -149,7 +182,8 @@ def test_dockerfiles_exist_and_every_copy_source_is_in_the_build_context() -> No
 @pytest.mark.parametrize("service", APP_SERVICES)
 def test_dockerfile_runs_the_service_as_non_root_with_a_healthcheck(service: str) -> None:
     text = (REPO / "services" / service / "Dockerfile").read_text()
-    assert "FROM python:3.11-slim" in text
+    # the base is a build argument whose default is the official image users pull
+    assert "ARG PYTHON_IMAGE=python:3.11-slim\nFROM ${PYTHON_IMAGE}\n" in text
     assert re.search(r"^USER (?!root)\S+", text, re.M)
     assert "HEALTHCHECK" in text and "/readyz" in text
     assert f'CMD ["python", "-m", "{service}"]' in text
@@ -182,11 +216,39 @@ def test_env_example_variables_each_have_a_meaning() -> None:
     assert not missing, f"no meaning given for {missing}"
 
 
+def compose_variables() -> dict[str, str]:
+    """NAME -> default of every ``${NAME:-default}`` the compose files interpolate."""
+    text = "".join((REPO / name).read_text() for name in COMPOSE_FILES)
+    return dict(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}", text))
+
+
+def test_env_example_names_each_variable_once() -> None:
+    names = [m.group(1) for line in (REPO / ".env.example").read_text().splitlines()
+             if (m := _EXAMPLE_LINE.match(line.strip()))]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_compose_only_variables_are_in_env_example_with_their_defaults() -> None:
+    # (the ones a service also reads may differ on purpose: compose logs JSON, for one)
+    classes = known_settings()
+    if None in classes.values():
+        pytest.skip(f"Settings not importable yet: {[s for s, c in classes.items() if c is None]}")
+    service_names = set(LAUNCHER_VARIABLES) | {n for cls in classes.values() for n in env_names(cls)}
+    entries = env_example()
+    compose_only = {n: d for n, d in compose_variables().items() if n not in service_names}
+    assert set(compose_only) >= {"PYTHON_IMAGE", "TORCH_PYTHON_IMAGE", "TORCH_INDEX", "REDIS_IMAGE"}
+    for name, default in compose_only.items():
+        assert name in entries, f"compose reads {name}, which .env.example does not list"
+        written = entries[name][0]
+        assert written == default, f"{name}: .env.example says {written!r}, compose {default!r}"
+
+
 def test_every_env_example_variable_is_read_by_someone() -> None:
     classes = known_settings()
     if None in classes.values():
         pytest.skip(f"Settings not importable yet: {[s for s, c in classes.items() if c is None]}")
     readers = set(LAUNCHER_VARIABLES) | {n for cls in classes.values() for n in env_names(cls)}
+    readers |= set(compose_variables())
     unread = sorted(set(env_example()) - readers)
     assert not unread, f".env.example lists {unread}, which no Settings class nor the launcher reads"
 

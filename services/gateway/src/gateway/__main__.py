@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from gateway.api.httpserver import HeaderCappedHttpToolsProtocol
 from gateway.config import GatewaySettings
+from gateway.telemetry import multiproc
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -45,16 +46,19 @@ def main() -> None:
     except ValueError as exc:  # e.g. an unreadable keyword file
         sys.exit(f"gateway: invalid configuration: {exc}")
     if settings.server.workers > 1:
-        # Each worker process imports the factory and builds its own app from the same environment.
-        logging.getLogger("gateway").warning(
-            "%d workers: each keeps its own /metrics registry and circuit breakers", settings.server.workers
+        # Each worker process imports the factory and builds its own app from the same environment;
+        # /metrics sums every worker's series (gateway.telemetry.multiproc), breakers stay per worker.
+        logging.getLogger("gateway").info(
+            "%d workers: /metrics reports their totals; each keeps its own circuit breakers",
+            settings.server.workers,
         )
-        uvicorn.run(
-            "gateway.__main__:app_from_env",
-            factory=True,
-            workers=settings.server.workers,
-            **_server(settings),
-        )
+        with multiproc.shared_metrics_dir():
+            uvicorn.run(
+                "gateway.__main__:app_from_env",
+                factory=True,
+                workers=settings.server.workers,
+                **_server(settings),
+            )
     else:
         uvicorn.run(app, **_server(settings))
 

@@ -8,14 +8,16 @@ distinct image looked up) and, at scrape time, the circuit breakers (their state
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from gateway.schemas import FlashSightMeta
+from gateway.telemetry import multiproc
 
-__all__ = ["CIRCUIT_STATES", "CONTENT_TYPE_LATEST", "STAGES", "GatewayMetrics"]
+__all__ = ["CIRCUIT_STATES", "CONTENT_TYPE_LATEST", "STAGES", "CircuitStates", "GatewayMetrics"]
 
 STAGES: tuple[str, ...] = ("admission", "caption", "vision", "reasoner", "total")
 # Breaker state → gauge value: a higher number is worse, so max() over replicas reads well.
@@ -61,23 +63,21 @@ class GatewayMetrics:
             ["reason"],
             registry=self.registry,
         )
-        self.circuit_state = Gauge(
-            "flashsight_gateway_circuit_state",
-            "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open",
-            ["upstream"],
-            registry=self.registry,
-        )
+        # read at scrape time from this process's breakers (never summed over workers)
+        self.circuit_state = CircuitStates()
+        self.registry.register(self.circuit_state)
         self.in_flight = Gauge(
             "flashsight_gateway_in_flight",
             "API requests being handled right now (probes and /metrics excluded)",
             registry=self.registry,
+            multiprocess_mode="livesum",  # GATEWAY_WORKERS > 1: the sum over live workers
         )
         for result in ("hit", "miss", "unavailable"):  # present at 0, so rate() works from the start
             self.caption_cache.labels(result=result)
 
     def track_circuit(self, upstream: str, read_state: Callable[[], str]) -> None:
         """Report ``read_state()`` (a breaker's ``state``) at every scrape."""
-        self.circuit_state.labels(upstream=upstream).set_function(lambda: CIRCUIT_STATES[read_state()])
+        self.circuit_state.readers[upstream] = read_state
 
     def record_caption_lookups(self, *, hits: int, misses: int, unavailable: int) -> None:
         for result, count in (("hit", hits), ("miss", misses), ("unavailable", unavailable)):
@@ -110,4 +110,32 @@ class GatewayMetrics:
             self.time_to_first_token.labels(route=route).observe(first_byte_s)
 
     def render(self) -> bytes:
+        if multiproc.enabled():  # GATEWAY_WORKERS > 1: every worker's totals
+            return multiproc.render(self.circuit_state)
         return generate_latest(self.registry)
+
+
+class CircuitStates:
+    """``flashsight_gateway_circuit_state``: each tracked breaker's state, read at scrape time."""
+
+    labelnames = ("upstream",)
+
+    def __init__(self) -> None:
+        self.readers: dict[str, Callable[[], str]] = {}
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The family without samples: lets the registry see the name (and refuse a duplicate)."""
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for upstream, read_state in self.readers.items():
+            family.add_metric([upstream], CIRCUIT_STATES[read_state()])
+        yield family
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "flashsight_gateway_circuit_state",
+            "Circuit breaker state per upstream: 0 closed, 1 half-open, 2 open",
+            labels=list(self.labelnames),
+        )

@@ -34,6 +34,7 @@ from gateway.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from gateway.upstreams.readiness import ReadinessProbe
 
 if TYPE_CHECKING:
     from gateway.config import UpstreamSettings
@@ -77,6 +78,7 @@ class UpstreamClient:
         self.session = session
         self.timeouts = timeouts
         self._model_id: str | None = None
+        self._readiness = ReadinessProbe(self.base_url, timeout_s=_PROBE_TIMEOUT_S)
 
     @classmethod
     def from_settings(
@@ -163,14 +165,8 @@ class UpstreamClient:
             self._model_id = model_id
 
     async def readiness(self) -> dict[str, Any]:
-        """``{"ready": bool, ...detail}`` from the upstream's /readyz (never raises)."""
-        timeout = aiohttp.ClientTimeout(total=_PROBE_TIMEOUT_S)
-        try:
-            async with self.session.get(f"{self.base_url}/readyz", timeout=timeout) as resp:
-                detail = await resp.json(content_type=None, loads=fastjson.loads)
-                return {"ready": resp.status == 200, "status": resp.status, "detail": detail}
-        except Exception as exc:
-            return {"ready": False, "status": None, "detail": f"{type(exc).__name__}: {exc}"}
+        """``{"ready": bool, ...detail}`` from /readyz, or /health on vLLM / SGLang (never raises)."""
+        return await self._readiness.check(self.session)
 
     # --- internals --------------------------------------------------------------------------
 
