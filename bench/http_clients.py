@@ -135,6 +135,5 @@ def main() -> None:
     print(f"load generator: {load.name}; {rounds} rounds x {duration} s; 20 ms stub upstream")
     print_comparison(results, list(urls), (1, 32))
 
-
 if __name__ == "__main__":
     main()
