@@ -33,7 +33,7 @@ from pathlib import Path
 log = logging.getLogger("build_tiny_models")
 
 # Bump when anything below changes what gets written: stale checkpoints are then rebuilt.
-BUILD_VERSION = 6
+BUILD_VERSION = 8
 STAMP_FILE = "tiny-build.json"
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / ".cache" / "tiny-models"
 
@@ -68,6 +68,14 @@ SPECIAL_TOKENS: tuple[tuple[str, bool], ...] = (
     ("<|end_of_box|>", False),
     ("/nothink", False),
 )
+# GLM-4.5 / GLM-4.6V's tool-argument tags (not in GLM-4-9B chat's vocabulary): text the
+# model writes inside ``<tool_call>``, added to the glm46v tokenizer only.
+GLM45_TOOL_TOKENS: tuple[tuple[str, bool], ...] = (
+    ("<arg_key>", False),
+    ("</arg_key>", False),
+    ("<arg_value>", False),
+    ("</arg_value>", False),
+)
 EOS_TOKENS = ("<|endoftext|>", "<|user|>", "<|observation|>")
 
 # A few sentences in the languages FlashSight serves, so the BPE learns real merges.
@@ -82,11 +90,34 @@ TRAINING_TEXT = (
     "<think>Let me look at the image carefully.</think>The answer is 42.",
 )
 
-# GLM-4.6V's chat template, reduced to what FlashSight sends (system/user/assistant turns
-# with text and image parts); the structure, tags and the ``enable_thinking`` switch match
-# the real template: thinking off appends ``/nothink`` to user turns and pre-fills an empty
-# ``<think></think>`` block, so the model answers directly.
+# GLM-4.6V's chat template, reduced to what FlashSight sends (system/user/assistant/tool
+# turns with text and image parts, function tools); the structure, tags and the
+# ``enable_thinking`` switch match the real template: thinking off appends ``/nothink`` to
+# user turns and pre-fills an empty ``<think></think>`` block, so the model answers
+# directly. Tools are listed in a system block and calls are written GLM-4.5 style,
+# ``<tool_call>name<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>``; results
+# follow ``<|observation|>`` in ``<tool_response>`` blocks.
 GLM46V_CHAT_TEMPLATE = r"""[gMASK]<sop>
+{%- if tools -%}
+<|system|>
+# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{% for tool in tools %}
+{{ tool | tojson(ensure_ascii=False) }}
+{% endfor %}
+</tools>
+
+For each function call, output the function name and arguments within the following XML format:
+<tool_call>{function-name}
+<arg_key>{arg-key-1}</arg_key>
+<arg_value>{arg-value-1}</arg_value>
+...
+</tool_call>
+{%- endif -%}
 {%- macro visible_text(content) -%}
 {%- if content is string -%}{{ content }}
 {%- elif content is iterable and content is not mapping -%}
@@ -111,25 +142,43 @@ GLM46V_CHAT_TEMPLATE = r"""[gMASK]<sop>
 {%- set reasoning = m.reasoning_content if m.reasoning_content is string else '' -%}
 {{ '\n<think>' + reasoning.strip() + '</think>' }}
 {%- if m.content -%}{{ '\n' + visible_text(m.content).strip() }}{%- endif -%}
+{%- for tc in m.tool_calls or [] -%}
+{%- set tc = tc.function if tc.function is defined else tc -%}
+{{ '\n<tool_call>' + tc.name }}
+{%- for k, v in tc.arguments.items() %}
+<arg_key>{{ k }}</arg_key>
+<arg_value>{{ v | tojson(ensure_ascii=False) if v is not string else v }}</arg_value>
+{%- endfor %}
+</tool_call>
+{%- endfor -%}
+{%- elif m.role == 'tool' -%}
+{%- if loop.first or messages[loop.index0 - 1].role != 'tool' -%}<|observation|>{%- endif -%}
+{{ '\n<tool_response>\n' + visible_text(m.content) + '\n</tool_response>' }}
 {%- endif -%}
 {%- endfor -%}
 {%- if add_generation_prompt -%}<|assistant|>
 {{- '\n<think></think>\n' if (enable_thinking is defined and not enable_thinking) else '\n' -}}
 {%- endif -%}"""
 
-# zai-org/glm-4-9b-chat-hf's chat template without the tool-calling branch.
-GLM4_CHAT_TEMPLATE = r"""[gMASK]<sop>
-{%- for m in messages -%}
-{%- if m.role in ('system', 'user', 'assistant', 'observation') -%}<|{{ m.role }}|>
-{{ m.content if m.content is string else (m.content | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('')) }}
-{%- endif -%}
-{%- endfor -%}
-{%- if add_generation_prompt -%}<|assistant|>
-{% endif -%}"""
+# zai-org/glm-4-9b-chat(-hf)'s chat template with its function-tool branch (the real one
+# also describes built-in python / browser / image tools, which FlashSight never sends).
+# Tools ride on a message's ``tools`` key; a call is an assistant turn whose ``metadata`` is
+# the function name and whose content is the JSON arguments; results are ``observation``
+# turns. List content (text parts) is joined, as FlashSight's reasoner never sends images.
+GLM4_CHAT_TEMPLATE = r"""[gMASK]<sop>{% for item in messages %}{% if item['tools'] is defined %}<|system|>
+你是一个名为 ChatGLM 的人工智能助手。你是基于智谱AI训练的语言模型 GLM-4 模型开发的，你的任务是针对用户的问题和要求提供适当的答复和支持。
+
+# 可用工具{% set tools = item['tools'] %}{% for tool in tools %}{% if tool['type'] == 'function' %}
+
+## {{ tool['function']['name'] }}
+
+{{ tool['function'] | tojson(indent=4) }}
+在调用上述函数时，请使用 Json 格式表示调用的参数。{% endif %}{% endfor %}{% endif %}{% if item['content'] %}<|{{ item['role'] }}|>{{ item['metadata'] }}
+{{ item['content'] if item['content'] is string else (item['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join('')) }}{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"""
 
 
-def build_tokenizer(chat_template: str):  # -> transformers.PreTrainedTokenizerFast
-    """A byte-level BPE over TRAINING_TEXT plus GLM's special tokens, with ``chat_template``."""
+def build_tokenizer(chat_template: str, extra_tokens: tuple[tuple[str, bool], ...] = ()):  # -> PreTrainedTokenizerFast
+    """A byte-level BPE over TRAINING_TEXT plus GLM's special tokens (and ``extra_tokens``), with ``chat_template``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import AddedToken, PreTrainedTokenizerFast
 
@@ -150,7 +199,7 @@ def build_tokenizer(chat_template: str):  # -> transformers.PreTrainedTokenizerF
         clean_up_tokenization_spaces=False,
     )
     tokenizer.add_tokens(
-        [AddedToken(text, special=special, normalized=False) for text, special in SPECIAL_TOKENS]
+        [AddedToken(text, special=special, normalized=False) for text, special in SPECIAL_TOKENS + extra_tokens]
     )
     tokenizer.add_special_tokens(
         {"additional_special_tokens": [text for text, special in SPECIAL_TOKENS if special]},
@@ -172,7 +221,7 @@ def build_glm46v(target: Path) -> None:
     from transformers import GenerationConfig, Glm4vConfig, Glm4vForConditionalGeneration
     from transformers.models.glm46v.image_processing_pil_glm46v import Glm46VImageProcessorPil
 
-    tokenizer = build_tokenizer(GLM46V_CHAT_TEMPLATE)
+    tokenizer = build_tokenizer(GLM46V_CHAT_TEMPLATE, GLM45_TOOL_TOKENS)
     ids = dict(
         zip(
             [t for t, _ in SPECIAL_TOKENS],

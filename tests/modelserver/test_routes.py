@@ -60,7 +60,7 @@ async def test_confidence_thinking_and_stop_reach_the_response() -> None:
         (chat(temperature=5), 400, "temperature", "temperature"),
         ({"messages": []}, 400, "messages", "messages"),
         (chat(chat_template_kwargs={"enable_thinking": "yes"}), 400,
-         "chat_template_kwargs.enable_thinking", "true or false"),
+         "chat_template_kwargs.enable_thinking", "valid boolean"),
         (chat(response_format={"type": "json_object"}), 400, "response_format", "not supported"),
         (chat(response_format={"type": "json_schema"}), 400, "response_format.json_schema", "required"),
     ],

@@ -229,7 +229,7 @@ def test_not_enough_memory_says_needed_and_free(glm_path: Path, monkeypatch: pyt
     monkeypatch.setattr(torch_runtime, "free_memory", lambda device: 100_000)
     with pytest.raises(
         ModelLoadError,
-        match=r"not enough memory.*220,192 parameters × 4 bytes = 860\.1 KiB needed on cpu; free: 97\.7 KiB",
+        match=r"not enough memory.*220,704 parameters × 4 bytes = 862\.1 KiB needed on cpu; free: 97\.7 KiB",
     ):
         GlmBackend(VisionSettings(backend="glm", model=str(glm_path))).load()
 

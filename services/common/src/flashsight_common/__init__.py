@@ -5,6 +5,10 @@ no transformers, since the gateway must stay light); anything here changes all t
 once, which is the point: a caller, or an operator reading the logs, sees one service.
 
 - ``schemas``: OpenAI chat request/response/chunk models, ``/v1/models``.
+- ``toolcalls``: tool calling on the wire (``tools``, ``tool_choice``, ``tool_calls``,
+  ``role: "tool"`` results, streamed tool-call deltas) and the conversation rules.
+- ``fields``: the field policy: which request fields are ignored (with the reason) and
+  which are refused unless their value asks for nothing; unknown fields are refused.
 - ``errors``: the one error body ``{"error": {"message", "type", "param", "code"}}``,
   ``ApiError`` (the base of each service's exception tree: status, body, Retry-After) and
   validation errors turned into a sentence naming the field.

@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from flashsight_common.fields import refusal_message
+
 
 class ErrorDetail(BaseModel):
     """The ``error`` object."""
@@ -91,6 +93,8 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]]) -> tuple[str
         param = ".".join(loc) or None
         first_param = first_param or param
         msg = str(err.get("msg", "invalid value"))
+        if err.get("type") == "extra_forbidden" and loc:
+            msg = refusal_message(loc[-1])  # a field the model does not take: say why
         msg = msg.removeprefix("Value error, ")
         parts.append(f"{param}: {msg}" if param else msg)
     if len(errors) > 5:

@@ -1,9 +1,12 @@
 """OpenAI chat-completions wire models shared by the gateway and the model services.
 
-Only the subset FlashSight serves is modelled strictly; unknown top-level fields that
-OpenAI clients commonly send (``frequency_penalty``, ``user``, ...) are accepted and
-ignored so that unmodified SDKs work. Content parts are parsed through a dispatch table
-so that an unsupported part type gets an error naming the supported ones.
+Every request field is either implemented, ignored on purpose or refused by name: the
+models forbid unknown keys and :mod:`flashsight_common.fields` holds the ignored and
+refused tables (a refused field whose value asks for nothing, such as ``logprobs:
+false``, is accepted, so unmodified SDKs work). Content parts are parsed through a
+dispatch table so that an unsupported part type gets an error naming the supported ones.
+Tool calling (``tools``, ``tool_choice``, ``tool_calls``, ``role: "tool"``) is modelled in
+:mod:`flashsight_common.toolcalls`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,19 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from flashsight_common.fields import drop_accepted_extras
+from flashsight_common.toolcalls import (
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    check_tool_conversation,
+    check_tool_list,
+    check_tool_option,
+    tool_choice_shape,
+)
 
 DEFAULT_MAX_TOKENS = 512
 
@@ -20,16 +35,16 @@ DEFAULT_MAX_TOKENS = 512
 class TextPart(BaseModel):
     """A ``{"type": "text"}`` content part."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     type: Literal["text"] = "text"
     text: str
 
 
 class ImageURL(BaseModel):
-    """The ``image_url`` object of an image part."""
+    """The ``image_url`` object of an image part (``detail`` is accepted and ignored: see docs/api.md)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     url: str
     detail: Literal["auto", "low", "high"] | None = None
@@ -38,7 +53,7 @@ class ImageURL(BaseModel):
 class ImagePart(BaseModel):
     """A ``{"type": "image_url"}`` content part (``data:`` or ``https://`` URL)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     type: Literal["image_url"] = "image_url"
     image_url: ImageURL
@@ -71,13 +86,21 @@ def parse_content_part(raw: Any) -> ContentPart:
 
 
 class ChatMessage(BaseModel):
-    """One message of a conversation; ``content`` is a string or a list of parts."""
+    """One message of a conversation; ``content`` is a string or a list of parts.
 
-    model_config = ConfigDict(extra="ignore")
+    An assistant turn may carry ``tool_calls``; a ``tool`` turn answers one of them by
+    ``tool_call_id``. ``name`` and ``refusal`` are accepted and ignored (docs/api.md).
+    """
 
-    role: Literal["system", "developer", "user", "assistant"]
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     reasoning_content: str | None = None
+    name: str | None = None
+    refusal: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -85,6 +108,18 @@ class ChatMessage(BaseModel):
         if isinstance(value, list):
             return [parse_content_part(part) for part in value]
         return value
+
+    @model_validator(mode="after")
+    def _check_tool_fields(self) -> ChatMessage:
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError(
+                f"tool_calls is only allowed on assistant messages, not on a {self.role} message"
+            )
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id: the id of the call it answers")
+        if self.tool_call_id is not None and self.role != "tool":
+            raise ValueError(f"tool_call_id is only allowed on tool messages, not on a {self.role} message")
+        return self
 
     def text(self) -> str:
         """The message's text parts joined by newlines (images left out)."""
@@ -102,26 +137,35 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    """OpenAI ``stream_options``."""
+    """OpenAI ``stream_options`` (``include_obfuscation`` is accepted and ignored: no padding is sent)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="forbid")
 
     include_usage: bool = False
+    include_obfuscation: bool | None = None
 
 
 class ResponseFormat(BaseModel):
     """OpenAI ``response_format``: ``text``, ``json_object`` or ``json_schema``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     type: Literal["text", "json_object", "json_schema"] = "text"
     json_schema: dict[str, Any] | None = None
 
 
+class ChatTemplateKwargs(BaseModel):
+    """vLLM/SGLang's ``chat_template_kwargs``: only ``enable_thinking`` is honoured (GLM ``<think>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enable_thinking: Annotated[bool | None, Field(strict=True)] = None  # true/false only, not "yes"
+
+
 class ChatCompletionRequest(BaseModel):
     """The body of ``POST /v1/chat/completions``."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="forbid")
 
     model: str = "auto"
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
@@ -135,12 +179,53 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     n: int = 1
     response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    chat_template_kwargs: ChatTemplateKwargs | None = None
+    enable_thinking: Annotated[bool | None, Field(strict=True)] = None
+    """Top-level spelling of ``chat_template_kwargs.enable_thinking`` some clients send."""
 
-    @model_validator(mode="after")
-    def _check_n(self) -> ChatCompletionRequest:
-        if self.n != 1:
-            raise ValueError(f"n={self.n} is not supported; only n=1 is accepted")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_accepted_extras(cls, data: Any) -> Any:
+        # Ignored fields and refused-but-neutral values go; anything else unknown stays and is
+        # refused by extra="forbid" with the reason from flashsight_common.fields.
+        known = {name for name in cls.model_fields} | {
+            f.alias for f in cls.model_fields.values() if f.alias
+        }
+        return drop_accepted_extras(data, known=known)
+
+    @field_validator("n")
+    @classmethod
+    def _check_n(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(f"n={value} is not supported; only n=1 is accepted")
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _check_tool_conversation(cls, value: list[ChatMessage]) -> list[ChatMessage]:
+        check_tool_conversation(value)
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _check_tools(cls, value: list[Tool] | None) -> list[Tool] | None:
+        check_tool_list(value)
+        return value
+
+    @field_validator("tool_choice", mode="before")
+    @classmethod
+    def _tool_choice_shape(cls, value: Any) -> Any:
+        return tool_choice_shape(value)
+
+    @field_validator("tool_choice", "parallel_tool_calls")
+    @classmethod
+    def _check_tool_options(cls, value: Any, info: ValidationInfo) -> Any:
+        if "tools" in info.data:  # else tools itself failed, and its error says why
+            check_tool_option(str(info.field_name), value, info.data["tools"])
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -163,6 +248,15 @@ class ChatCompletionRequest(BaseModel):
     def include_usage(self) -> bool:
         """Whether a streamed answer must end with a usage chunk."""
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    def thinking_requested(self) -> bool | None:
+        """``chat_template_kwargs.enable_thinking``, else the top-level ``enable_thinking``, else None."""
+        nested = self.chat_template_kwargs.enable_thinking if self.chat_template_kwargs else None
+        return nested if nested is not None else self.enable_thinking
+
+    def calls_tools(self) -> bool:
+        """True when the model may call a tool: tools were given and ``tool_choice`` is not ``none``."""
+        return bool(self.tools) and self.tool_choice != "none"
 
 
 class Usage(BaseModel):
@@ -187,6 +281,7 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = None
     reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):
@@ -216,6 +311,7 @@ class Delta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     reasoning_content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):

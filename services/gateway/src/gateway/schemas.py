@@ -14,7 +14,11 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from flashsight_common.schemas import ChatCompletionRequest
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+# Fields the common schema takes (the model services serve them) that the gateway does not
+# pass on to its stages yet: refused by name, never dropped (see docs/api.md).
+NOT_ROUTED_YET = ("tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs", "enable_thinking")
 
 RouteName = Literal["direct", "cascade"]
 CacheStatus = Literal["hit", "miss", "partial", "unavailable"]
@@ -54,10 +58,24 @@ class GatewayChatRequest(ChatCompletionRequest):
     route: RouteName | None = None
     flashsight: RouteOptions | None = None
 
+    @field_validator(*NOT_ROUTED_YET)
+    @classmethod
+    def _refuse_not_routed(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            raise ValueError(
+                "not supported by the gateway yet: it does not pass this field to the model stages "
+                f"(the reasoner and vision services take {info.field_name} directly; see docs/api.md)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _check_content_present(self) -> GatewayChatRequest:
         # OpenAI allows null content only on assistant turns (tool calls); anywhere else it is a bug.
         for i, message in enumerate(self.messages):
+            if message.tool_calls is not None or message.role == "tool":
+                raise ValueError(
+                    f"messages[{i}]: tool calls and tool results are not routed by the gateway yet"
+                )
             if message.content is None and message.role != "assistant":
                 raise ValueError(
                     f"messages[{i}].content is null; a {message.role} message needs a string or content parts"

@@ -16,7 +16,8 @@ A service is its settings, its backends and a few lines::
 
 Modules: ``backend`` (the Backend Protocol), ``engine`` (batching, streaming, stop strings,
 cancellation), ``app`` (factory + lifespan), ``routes`` / ``protocol`` / ``streaming``
-(OpenAI wire), ``errors`` (exception tree + handler table), ``images`` (data: URL images),
+(OpenAI wire), ``tools`` (tool calling: call syntaxes, their grammars, prompt, parsing),
+``errors`` (exception tree + handler table), ``images`` (data: URL images),
 ``deps``, ``metrics``, ``middleware`` (access line + metrics), ``serve``. The request-id
 contract, body limit, framework error handlers and log line shape are flashsight_common's.
 """

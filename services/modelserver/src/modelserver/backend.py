@@ -10,6 +10,11 @@ Optional: a backend may define ``check_request(request: GenerationRequest) -> No
 engine calls it before queueing, so a request the backend cannot honour (e.g. an
 unsupported ``response_format``) is refused with a 4xx without touching a batch.
 
+Optional: a backend that can call tools exposes ``tool_format`` (a
+:class:`~modelserver.tools.ToolFormat`, the syntax its model writes calls in); it then
+serves ``GenerationRequest.tools`` and its raw text is split into ``content`` and
+``tool_calls`` by the routes. A request with tools to a backend without it is a 400.
+
 Optional: the engine's sink has ``admit(running: int) -> list[GenerationRequest]``; a
 backend that can add rows to a batch already decoding calls it between steps and serves
 the returned requests too (their indices follow the batch's, in order).
@@ -22,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from flashsight_common.schemas import ChatMessage
+
+from modelserver.tools.request import ToolRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,8 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     response_format: dict[str, Any] | None = None
     enable_thinking: bool = False
+    tools: ToolRequest | None = None
+    """The functions the model may call (None: answer in text); see :mod:`modelserver.tools`."""
 
 
 class BatchSink(Protocol):

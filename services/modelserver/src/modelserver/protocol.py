@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from modelserver.backend import GenerationRequest, SamplingParams
 from modelserver.engine import Completion
-from modelserver.errors import InvalidRequestError, ModelNotFoundError
+from modelserver.errors import InvalidRequestError, ModelNotFoundError, UnsupportedParameterError
+from modelserver.tools import ToolFormat, ToolRequest, final_finish_reason, split_answer, tool_request_of
 
 DEFAULT_TEMPERATURE = 0.7
 MODEL_ALIASES = frozenset({"", "auto", "default"})
@@ -70,13 +71,37 @@ def to_generation_request(
         seed=body.seed,
         stop=body.stop_sequences(),
     )
+    tools = tool_request_of(body)
+    response_format = _response_format(body)
+    if tools is not None and response_format is not None:
+        raise UnsupportedParameterError(
+            "response_format and tools cannot be combined here (both constrain the answer's syntax); "
+            "send tool_choice 'none' for a structured answer, or drop response_format",
+            param="response_format",
+        )
     return GenerationRequest(
         request_id=request_id,
         messages=list(body.messages),
         sampling=sampling,
-        response_format=_response_format(body),
-        enable_thinking=_enable_thinking(body),
+        response_format=response_format,
+        enable_thinking=bool(body.thinking_requested()),
+        tools=tools,
     )
+
+
+def tool_format_for(backend: object, generation: GenerationRequest) -> ToolFormat | None:
+    """The backend's call syntax when the request involves tools; a 400 if it has none."""
+    fmt: ToolFormat | None = getattr(backend, "tool_format", None)
+    involved = generation.tools is not None or any(
+        m.tool_calls or m.role == "tool" for m in generation.messages
+    )
+    if involved and fmt is None:
+        raise UnsupportedParameterError(
+            f"the backend {getattr(backend, 'model_id', '?')!r} does not call tools; send the request "
+            "without tools, tool_calls and tool messages, or to a model that calls tools",
+            param="tools",
+        )
+    return fmt
 
 
 def _response_format(body: ChatCompletionRequest) -> dict[str, Any] | None:
@@ -91,34 +116,30 @@ def _response_format(body: ChatCompletionRequest) -> dict[str, Any] | None:
     return fmt.model_dump(exclude_none=True)
 
 
-def _enable_thinking(body: ChatCompletionRequest) -> bool:
-    # vLLM/SGLang style: chat_template_kwargs.enable_thinking; some clients send it top-level.
-    extra = body.model_extra or {}
-    kwargs = extra.get("chat_template_kwargs")
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise InvalidRequestError("chat_template_kwargs must be an object", param="chat_template_kwargs")
-    for param, value in (
-        ("chat_template_kwargs.enable_thinking", (kwargs or {}).get("enable_thinking")),
-        ("enable_thinking", extra.get("enable_thinking")),
-    ):
-        if value is None:
-            continue
-        if not isinstance(value, bool):
-            raise InvalidRequestError(f"{param} must be true or false, got {value!r}", param=param)
-        return value
-    return False
+def to_chat_completion(
+    completion: Completion, *, completion_id: str, model: str,
+    tools: tuple[ToolFormat, ToolRequest] | None = None,
+) -> dict[str, Any]:
+    """The non-streamed ``chat.completion`` body (``confidence`` only when the backend gave one).
 
-
-def to_chat_completion(completion: Completion, *, completion_id: str, model: str) -> dict[str, Any]:
-    """The non-streamed ``chat.completion`` body (``confidence`` only when the backend gave one)."""
+    With ``tools`` (the backend's format and the request's tools) the text is split into
+    ``content`` and ``tool_calls``.
+    """
     message = AssistantMessage(content=completion.text, reasoning_content=completion.reasoning_text or None)
+    finish_reason = completion.finish_reason
+    if tools is not None:
+        answer = split_answer(completion.text, *tools)
+        message.content, message.tool_calls = answer.content, answer.tool_calls or None
+        finish_reason = final_finish_reason(finish_reason, calls=len(answer.tool_calls))
     response = ChatCompletion(
         id=completion_id,
         model=model,
-        choices=[Choice(message=message, finish_reason=completion.finish_reason)],
+        choices=[Choice(message=message, finish_reason=finish_reason)],
         usage=Usage.of(completion.prompt_tokens, completion.completion_tokens),
     )
     body = response.model_dump(exclude_none=True)
+    if message.tool_calls:  # OpenAI sends "content": null beside tool calls, not no content
+        body["choices"][0]["message"]["content"] = message.content
     if completion.confidence is not None:
         body["confidence"] = completion.confidence
     return body

@@ -22,8 +22,15 @@ from modelserver.deps import (
 from modelserver.engine import Completion, Finished, RequestHandle, collect
 from modelserver.errors import NotReadyError
 from modelserver.metrics import CONTENT_TYPE_LATEST, ModelMetrics
-from modelserver.protocol import check_model, parse_chat_request, to_chat_completion, to_generation_request
+from modelserver.protocol import (
+    check_model,
+    parse_chat_request,
+    to_chat_completion,
+    to_generation_request,
+    tool_format_for,
+)
 from modelserver.streaming import stream_chat_chunks
+from modelserver.tools import ToolDeltaWriter
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +56,15 @@ async def chat_completions(
     generation = to_generation_request(
         body, request_id=request_id, default_max_tokens=settings.default_max_tokens
     )
+    tool_format = tool_format_for(backend, generation)  # tools to a backend that cannot call → 400
+    tools = (tool_format, generation.tools) if tool_format and generation.tools else None
     handle = engine.submit(generation)  # QueueFullError → 503 before any byte is sent
     completion_id = new_completion_id()
     if body.stream:
         chunks = stream_chat_chunks(
             handle, completion_id=completion_id, model=model_id, include_usage=body.include_usage(),
             on_finished=lambda event: _record(metrics, event),
+            tools=ToolDeltaWriter(*tools) if tools else None,
         )
         return StreamingResponse(chunks, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
     completion = await _complete_unless_disconnected(handle, request)
@@ -62,7 +72,8 @@ async def chat_completions(
         # Nobody will read this; 499 ("client closed request") keeps the metrics honest.
         return Response(status_code=499)
     _record(metrics, completion)
-    return JSONResponse(to_chat_completion(completion, completion_id=completion_id, model=model_id))
+    answer = to_chat_completion(completion, completion_id=completion_id, model=model_id, tools=tools)
+    return JSONResponse(answer)
 
 
 @router.get("/v1/models")

@@ -1,7 +1,9 @@
 """A request's engine events as OpenAI ``chat.completion.chunk`` server-sent events.
 
 Framing: a first chunk with ``role: assistant``, one chunk per text delta (``content`` or
-``reasoning_content``), a final chunk with ``finish_reason`` (and ``confidence`` when the
+``reasoning_content``; with tools, content and ``tool_calls`` deltas as
+:class:`~modelserver.tools.ToolDeltaWriter` releases them), a final chunk with
+``finish_reason`` (and ``confidence`` when the
 backend gave one), a usage chunk when ``stream_options.include_usage``, then ``[DONE]``.
 An engine failure mid-stream becomes an OpenAI error event followed by ``[DONE]``, so a
 client never waits on a stream that will not end.
@@ -17,13 +19,14 @@ from flashsight_common.sse import DONE, encode_event
 
 from modelserver.engine import Finished, RequestHandle, TextDelta
 from modelserver.errors import ModelServerError
+from modelserver.tools import ToolDeltaWriter, final_finish_reason
 
 logger = logging.getLogger(__name__)
 
 
 async def stream_chat_chunks(
     handle: RequestHandle, *, completion_id: str, model: str, include_usage: bool,
-    on_finished: Callable[[Finished], None] | None = None,
+    on_finished: Callable[[Finished], None] | None = None, tools: ToolDeltaWriter | None = None,
 ) -> AsyncIterator[bytes]:
     """SSE bytes for one streamed answer; cancels the request's row if the client goes away."""
 
@@ -35,10 +38,19 @@ async def stream_chat_chunks(
         yield encode_event(chunk(delta=Delta(role="assistant", content="")))
         async for event in handle:
             if isinstance(event, TextDelta):
+                if tools is not None and not event.reasoning:
+                    for delta in tools.feed(event.text):
+                        yield encode_event(chunk(delta=delta))
+                    continue
                 delta = Delta(reasoning_content=event.text) if event.reasoning else Delta(content=event.text)
                 yield encode_event(chunk(delta=delta))
                 continue
-            final = chunk(finish_reason=event.finish_reason)
+            finish_reason = event.finish_reason
+            if tools is not None:
+                for delta in tools.finish():
+                    yield encode_event(chunk(delta=delta))
+                finish_reason = final_finish_reason(finish_reason, calls=tools.calls)
+            final = chunk(finish_reason=finish_reason)
             if event.confidence is not None:
                 final = final.model_copy(update={"confidence": event.confidence})
             yield encode_event(final)

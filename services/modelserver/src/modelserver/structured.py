@@ -111,6 +111,21 @@ class StructuredOutput:
         compiled = self._compile(response_format)
         return None if compiled is None else JsonConstraint(compiled, closing_ids=self._closing_ids)
 
+    def tag_constraint(self, structural_tag: dict[str, Any]) -> JsonConstraint:
+        """A fresh constraint for an xgrammar structural tag (tool calls: :mod:`modelserver.tools`).
+
+        No closing steer: outside a call the text is free, where forcing ``"}`` would be junk.
+        """
+        try:
+            compiled = self._compiler.compile_structural_tag(json.dumps(structural_tag, sort_keys=True))
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise InvalidRequestError(
+                f"the tools' parameters schemas cannot be enforced while decoding: {_first_line(exc)}",
+                param="tools",
+                code="invalid_json_schema",
+            ) from exc
+        return JsonConstraint(compiled, closing_ids=())
+
     def _compile(self, response_format: dict[str, Any] | None) -> Any:
         kind = (response_format or {}).get("type", "text")
         if kind == "text":

@@ -8,6 +8,7 @@ from typing import Any
 from flashsight_common.schemas import ChatMessage
 from modelserver.backend import GenerationRequest
 from modelserver.errors import InvalidRequestError, UnsupportedParameterError
+from modelserver.tools import ToolRequest, with_tools
 
 # OpenAI's newer "developer" role is a system message to a chat template.
 TEMPLATE_ROLES: dict[str, str] = {
@@ -15,6 +16,7 @@ TEMPLATE_ROLES: dict[str, str] = {
     "developer": "system",
     "user": "user",
     "assistant": "assistant",
+    "tool": "tool",  # rewritten for the template by modelserver.tools.with_tools
 }
 
 
@@ -29,16 +31,27 @@ def check_text_only(request: GenerationRequest) -> None:
             )
 
 
-def to_template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+def to_template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
     """The conversation as the chat template expects it (role + plain string content)."""
     return [{"role": TEMPLATE_ROLES[message.role], "content": message.text()} for message in messages]
 
 
-def encode_prompt(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
-    """Token ids of the rendered conversation, ending with the assistant's turn opening."""
+def encode_prompt(
+    tokenizer: Any,
+    messages: Sequence[ChatMessage],
+    *,
+    tools: ToolRequest | None = None,
+    tool_style: str = "text",
+) -> list[int]:
+    """Token ids of the rendered conversation, ending with the assistant's turn opening.
+
+    Tool definitions, earlier calls and tool results are added in ``tool_style``
+    (:func:`modelserver.tools.with_tools`).
+    """
+    turns, template_kwargs = with_tools(to_template_messages(messages), messages, tools, style=tool_style)
     try:
         ids = tokenizer.apply_chat_template(
-            to_template_messages(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+            turns, add_generation_prompt=True, tokenize=True, return_dict=False, **template_kwargs
         )
     except Exception as exc:  # jinja raises TemplateError for e.g. roles out of order
         raise InvalidRequestError(

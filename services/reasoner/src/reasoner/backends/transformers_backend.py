@@ -6,6 +6,11 @@ wheel. Prompts are rendered with the checkpoint's own chat template and the batc
 decoded by the shared loop (:mod:`modelserver.decoding`), which streams text per row.
 ``response_format`` json_object / json_schema is enforced while decoding
 (:mod:`modelserver.structured`): the answer always parses and matches the schema.
+
+Tools: the call syntax comes from the checkpoint's chat template (GLM-4 chat → ``glm4``,
+a template without tools such as SmolLM2's → FlashSight's ``hermes`` lines), and the
+request's ``tool_choice`` becomes a grammar over that syntax (:mod:`modelserver.tools`),
+so every call the model writes names an offered function with arguments that validate.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from modelserver.backend import BatchSink, DiscardSink, GenerationRequest, SamplingParams
+from modelserver.tools import ToolFormat, detect_format, prompt_style
 
 from reasoner.backends.prompting import check_text_only, encode_prompt
 from reasoner.config import ReasonerSettings
@@ -38,6 +44,8 @@ class TransformersBackend:
         self.tokenizer: Any = None
         self.max_context: int | None = None
         self.structured: Any = None
+        self.tool_format: ToolFormat | None = None
+        self._tool_style = "text"
         self.static_kv: Any = None
         """The GPU fast path (:mod:`modelserver.cuda_graphs`); None: the dynamic-cache path."""
 
@@ -62,6 +70,9 @@ class TransformersBackend:
         from modelserver.structured import for_model
 
         self.structured = for_model(self.model, self.tokenizer)
+        self.tool_format = detect_format(self.tokenizer.chat_template)
+        self._tool_style = prompt_style(self.tool_format, self.tokenizer.chat_template)
+        log.info("tool calls: %s syntax, %s prompt", self.tool_format.name, self._tool_style)
         from modelserver.cuda_graphs import prepare_static_kv
 
         self.static_kv = prepare_static_kv(self.model, self.settings, context=self.max_context)
@@ -108,6 +119,7 @@ class TransformersBackend:
         """Refuse what this backend cannot honour before the request is queued."""
         check_text_only(request)
         self.structured.check(request.response_format)  # a schema that cannot be enforced → 400
+        self._constraint(request)  # tools whose schemas cannot be enforced → 400
 
     def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
         from modelserver.decoding import decode_batch
@@ -149,14 +161,23 @@ class TransformersBackend:
         for position, request in enumerate(requests, start=first):
             try:
                 check_text_only(request)
-                prompt = encode_prompt(self.tokenizer, request.messages)
-                constraint = self.structured.constraint(request.response_format)
+                prompt = encode_prompt(
+                    self.tokenizer, request.messages, tools=request.tools, tool_style=self._tool_style
+                )
+                constraint = self._constraint(request)
             except Exception as exc:  # one bad conversation fails its own request only
                 sink.fail(position, exc)
                 continue
             rows.append(JoiningRow(prompt, request.sampling, constraint))
             subset.add(position)
         return rows
+
+
+    def _constraint(self, request: GenerationRequest) -> Any:
+        """The row's grammar: its tool calls' (:mod:`modelserver.tools`), else its response_format's."""
+        if request.tools is not None and self.tool_format is not None:
+            return self.structured.tag_constraint(self.tool_format.structural_tag(request.tools))
+        return self.structured.constraint(request.response_format)
 
 
 class _SubsetSink:

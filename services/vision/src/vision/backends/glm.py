@@ -27,6 +27,12 @@ Structured output. ``response_format`` json_object / json_schema is enforced whi
 parses and matches the schema; a schema that cannot be compiled is a 400. A structured
 answer has no thinking text (the grammar allows JSON only).
 
+Tools. A checkpoint whose chat template takes ``tools`` (GLM-4.6V's does) calls them in
+its own syntax (``<tool_call>name<arg_key>…</arg_key><arg_value>…</arg_value></tool_call>``,
+:mod:`modelserver.tools.formats` ``glm45``), enforced by a grammar over the offered
+functions' schemas while decoding; tool results go back through the template as ``tool``
+turns. A checkpoint whose template has no tools refuses requests with tools (400).
+
 Decoding runs in the shared batched loop (:mod:`modelserver.decoding`): one batched
 prefill with each row's images, then KV-cache decode steps streaming text per row.
 """
@@ -44,6 +50,7 @@ import torch
 from flashsight_common.schemas import ChatMessage, ImagePart, TextPart
 from modelserver.backend import BatchSink, DiscardSink, GenerationRequest, SamplingParams
 from modelserver.images import decode_data_url_image
+from modelserver.tools import ToolFormat, detect_format, prompt_style, with_tools
 from modelserver.torch_runtime import (
     TorchRuntimeError,
     check_memory,
@@ -67,6 +74,7 @@ ROLE_NAMES: dict[str, str] = {
     "developer": "system",
     "user": "user",
     "assistant": "assistant",
+    "tool": "tool",
 }
 
 
@@ -102,6 +110,8 @@ class GlmBackend:
         self._decoder_model: Any = None
         self._control_tokens: frozenset[str] = frozenset()
         self.structured: Any = None
+        self.tool_format: ToolFormat | None = None
+        """Set at load when the chat template takes tools; None: requests with tools are a 400."""
 
     # -- start-up -----------------------------------------------------------------------
 
@@ -153,6 +163,10 @@ class GlmBackend:
         from modelserver.structured import for_model
 
         self.structured = for_model(self.model, self.processor.tokenizer)
+        template = getattr(self.processor, "chat_template", None) or self.processor.tokenizer.chat_template
+        fmt = detect_format(template)
+        self.tool_format = fmt if prompt_style(fmt, template) == "native" else None
+        log.info("glm: tool calls %s", f"in {fmt.name} syntax" if self.tool_format else "not supported")
         self._decoder_model = (
             # GLM-4V's 3-D positions need the wrapper; other image-text-to-text models take
             # the decode loop's plain positions as they are.
@@ -180,8 +194,15 @@ class GlmBackend:
         self.generate([request], DiscardSink())
 
     def check_request(self, request: GenerationRequest) -> None:
-        """Refuse before queueing a ``response_format`` that cannot be enforced (a 400 naming why)."""
+        """Refuse before queueing a ``response_format`` or tools that cannot be enforced (400 naming why)."""
         self.structured.check(request.response_format)
+        self._constraint(request)
+
+    def _constraint(self, request: GenerationRequest) -> Any:
+        """The row's grammar: its tool calls' (:mod:`modelserver.tools`), else its response_format's."""
+        if request.tools is not None and self.tool_format is not None:
+            return self.structured.tag_constraint(self.tool_format.structural_tag(request.tools))
+        return self.structured.constraint(request.response_format)
 
     # -- generation -----------------------------------------------------------------------
 
@@ -191,7 +212,7 @@ class GlmBackend:
         for position, request in enumerate(batch):
             try:
                 row = self._prepare(position, request)
-                constraint = self.structured.constraint(request.response_format)
+                constraint = self._constraint(request)
             except Exception as exc:  # one unreadable image fails its own request only
                 sink.fail(position, exc)
                 continue
@@ -217,9 +238,16 @@ class GlmBackend:
 
     def _prepare(self, position: int, request: GenerationRequest) -> PreparedRow:
         conversation, images = to_template_messages(request.messages)
+        conversation, template_kwargs = with_tools(
+            conversation, request.messages, request.tools, style="native"
+        )
         thinking = request.enable_thinking or self.settings.enable_thinking
         prompt = self.processor.apply_chat_template(
-            conversation, tokenize=False, add_generation_prompt=True, enable_thinking=thinking
+            conversation,
+            tokenize=False,
+            add_generation_prompt=True,
+            enable_thinking=thinking,
+            **template_kwargs,
         )
         encoded = self.processor(text=[prompt], images=images or None, return_tensors="pt")
         if images and "pixel_values" not in encoded:
