@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from gateway.images.normalise import NormalisedImage
-from gateway.schemas import GatewayChatRequest
+from gateway.schemas import NOT_ROUTED_YET, GatewayChatRequest
 from gateway.store.answer_cache import (
+    NON_SEMANTIC_FIELDS,
     OPEN_SCOPE,
     AnswerCache,
     CachedAnswer,
@@ -63,9 +64,14 @@ SAMPLING_CHANGES: dict[str, Any] = {
     "stop": ["\n"],
     "seed": 7,
     "response_format": {"type": "json_object"},
-    "frequency_penalty": 0.5,  # an extra field the gateway passes on: still in the key
-    "presence_penalty": 0.5,
 }
+
+
+def test_every_request_field_is_in_the_key_or_known_not_to_shape_the_answer() -> None:
+    # A field added to the request model must be decided on here: keyed (SAMPLING_CHANGES),
+    # framing only (NON_SEMANTIC_FIELDS), refused by the gateway (NOT_ROUTED_YET), or n (1 only).
+    unkeyed = NON_SEMANTIC_FIELDS | set(NOT_ROUTED_YET) | {"n"}
+    assert set(GatewayChatRequest.model_fields) - unkeyed == set(SAMPLING_CHANGES)
 
 
 @pytest.mark.parametrize("field", [f for f in SAMPLING_CHANGES if f != "temperature"])

@@ -5,9 +5,9 @@ Key ``flashsight:answer:v1:{scope}:{sha256 of the canonical request}``:
 - ``scope`` is the caller's API-key identity (a prefix of the key's SHA-256, never the key)
   or ``open`` when the gateway runs without keys, so no answer ever crosses tenants;
 - the canonical request is the sorted-keys JSON of every field the caller sent (sampling
-  fields, ``response_format``, unknown extras alike) minus the ones that cannot change the
-  answer's text (:data:`NON_SEMANTIC_FIELDS`), the messages with each image replaced by the
-  SHA-256 of its *normalised* bytes, and the route taken (direct / cascade).
+  fields, ``response_format``; fields the gateway ignores are dropped when parsed) minus
+  those that cannot change the answer's text (:data:`NON_SEMANTIC_FIELDS`), the messages
+  with each image replaced by the SHA-256 of its *normalised* bytes, and the route taken.
 
 Only deterministic requests are looked up or stored: ``temperature`` 0 or a fixed ``seed``
 (the OpenAI default temperature is 1). ``Cache-Control: no-cache`` skips the lookup,
