@@ -117,6 +117,9 @@ def gateway(
         "GATEWAY_REASONER_URL": reasoner,
         "REDIS_URL": redis_url,
         "GATEWAY_REDIS_URL": redis_url,
+        # The stub reasoner answers any language: the cascade scenario's Chinese question must
+        # reach it, not be sent to vision by the language gate (ignored by older gateways).
+        "GATEWAY_REASONER_LANGUAGES": "*",
         **extra_env,
     }
     if source is not None:  # another checkout's gateway (e.g. a before/after comparison) goes first

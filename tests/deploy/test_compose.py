@@ -219,6 +219,8 @@ def same_default(written: str, default: Any) -> bool:
         return True
     if default is None or default == ():
         return written == ""
+    if isinstance(default, tuple):  # comma-separated in the environment
+        return tuple(item.strip() for item in written.split(",")) == default
     if isinstance(default, bool):
         return written.lower() == str(default).lower()
     if isinstance(default, int | float):

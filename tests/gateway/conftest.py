@@ -49,6 +49,8 @@ def make_settings(vision: StubUpstream, reasoner: StubUpstream) -> Callable[...,
             "reasoner_first_token_timeout_s": 0.5,
             "stream_idle_timeout_s": 0.5,
             "vision_timeout_s": 1.0,
+            # The stub reasoner answers any language; the language gate has its own tests.
+            "reasoner_languages": "zh,en",
         }
         return GatewaySettings(**{**values, **overrides})
 

@@ -15,13 +15,16 @@ def json_logged_stack() -> Iterator[Stack]:
 
     Shared by the browser test and the log/metrics tests: one start-up for both. Short
     reasoner answers keep it quick on CPU; a generous first-token budget keeps a cold
-    reasoner from degrading an answer by accident.
+    reasoner from degrading an answer by accident. The gateway is told the reasoner reads
+    Chinese: these tests follow a cascade about a Chinese screenshot through SmolLM2 (the
+    default language gate has its own stack in test_grounded_answers.py).
     """
     with running_stack(
         gateway_env={
             "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_REASONER_FIRST_TOKEN_TIMEOUT_S": "90",
             "GATEWAY_REASONER_TIMEOUT_S": "120",
+            "GATEWAY_REASONER_LANGUAGES": "zh,en",
         },
         vision_env={"VISION_LOG_FORMAT": "json"},
         reasoner_env={"REASONER_LOG_FORMAT": "json", "REASONER_DEFAULT_MAX_TOKENS": "48"},

@@ -21,6 +21,11 @@ from vision.backends.intents import classify_intent
     ("收货人是谁", "field"),  # "人" inside a field name is not a question about people
     ("耳机是什么牌子", "generic"),
     ("what's the category?", "generic"),  # "cat" inside "category" is not a cat
+    ("为什么我的订单还没有发货?", "diagnose"),
+    ("付款失败了怎么办", "diagnose"),
+    ("What should I do?", "diagnose"),
+    ("Why is the amount wrong?", "diagnose"),  # a diagnosis, whatever field it names
+    ("What went wrong with my payment?", "diagnose"),
 ])
 def test_classify_intent(question: str, kind: str) -> None:
     assert classify_intent(question).kind == kind
@@ -38,3 +43,4 @@ def test_the_gateways_caption_prompt_is_a_caption_even_when_it_mentions_fields()
 def test_a_field_intent_names_its_field_and_a_keyword_intent_its_keyword() -> None:
     assert classify_intent("实付金额是多少").field == "amount"
     assert classify_intent("这只猫是什么品种").keyword == "猫"
+    assert classify_intent("发票号码是多少，出了什么问题?").field == "invoice_number"

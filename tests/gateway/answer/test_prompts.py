@@ -8,6 +8,7 @@ from gateway.answer.prompts import (
     REASONER_SYSTEM_PROMPT,
     caption_messages,
     reasoner_messages,
+    split_caption,
 )
 
 
@@ -31,14 +32,30 @@ def test_descriptions_sit_in_the_latest_user_turn_right_before_the_question() ->
     assert out[0]["content"].startswith(REASONER_SYSTEM_PROMPT) and "Be polite." in out[0]["content"]
     assert out[1]["content"] == "[image 1]\nWhat is the order number?"  # earlier turns keep their text
     assert out[-1]["content"] == (
-        "Image descriptions:\n[image 1]\nAn order page. 订单号:42 状态:待发货"
+        "[image 1]\nText in image 1:\n- An order page. 订单号:42 状态:待发货"
         "\n\nQuestion: Why has it not shipped?"
     )
 
 
+def test_the_pictures_size_and_colours_sit_apart_from_its_text_and_the_question_comes_last() -> None:
+    caption = (  # ocr-lite's caption of the seed screenshot
+        "This is a 900×470 landscape image; its main colours are white and red. "
+        "I read 5 lines of text in 2 regions. In reading order:\n"
+        "订单详情\n订单号:2024031512345\n状态:待补充地址\n银行卡验证失败ERR_1003\n金额:?5200.00\n"
+    )
+    assert split_caption(caption) == (
+        [caption.splitlines()[0]],
+        ["订单详情", "订单号:2024031512345", "状态:待补充地址", "银行卡验证失败ERR_1003", "金额:?5200.00"],
+    )
+    prompt = reasoner_messages([user(IMAGE, "Why has my order not shipped yet?")], [caption])[-1]["content"]
+    assert prompt.index("900×470") < prompt.index("Text in image 1:\n- 订单详情\n- 订单号:2024031512345")
+    assert prompt.endswith("- 金额:?5200.00\n\nQuestion: [image 1]\nWhy has my order not shipped yet?")
+
+
 def test_several_images_are_numbered_in_order() -> None:
     out = reasoner_messages([user(IMAGE, IMAGE, "Compare them, why?")], ["first", "second"])
-    assert out[-1]["content"].startswith("Image descriptions:\n[image 1]\nfirst\n\n[image 2]\nsecond")
+    first, second = "[image 1]\nText in image 1:\n- first", "[image 2]\nText in image 2:\n- second"
+    assert out[-1]["content"].startswith(f"{first}\n\n{second}")
     assert out[-1]["content"].endswith("Question: [image 1]\n[image 2]\nCompare them, why?")
 
 

@@ -112,6 +112,11 @@ class AnswerSettings(_Section):
     caption_prompt_version: str = "1"
     caption_ttl_seconds: Annotated[int, Field(ge=1)] = 7 * 24 * 3600
     caption_max_tokens: Annotated[int, Field(ge=16, le=4096)] = 256
+    reasoner_languages: tuple[str, ...] = ("en",)
+    """Languages the reasoner reads and writes well (zh, en; * = any), comma-separated. A cascade
+    question, or an image's text, in another language is answered by vision directly
+    (route_reason reasoner_language). Default: the embedded SmolLM2-135M's (English only);
+    GLM-4 chat: zh,en."""
     request_deadline_s: PositiveSeconds = 120.0
     """Overall budget of one request up to its answer (a stream: up to its first byte) → 504."""
     max_text_chars: Annotated[int, Field(ge=100)] = 32_000
@@ -125,6 +130,20 @@ class AnswerSettings(_Section):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("reasoner_languages", mode="before")
+    @classmethod
+    def _split_languages(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(lang.strip().lower() for lang in value.split(",") if lang.strip())
+        if isinstance(value, tuple | list):
+            from gateway.answer.languages import LANGUAGES
+
+            unknown = [lang for lang in value if lang not in LANGUAGES]
+            if unknown or not value:
+                raise ValueError(f"unknown reasoner language(s) {unknown}; use a comma-separated "
+                                 f"list of {', '.join(LANGUAGES)}")
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> AnswerSettings:

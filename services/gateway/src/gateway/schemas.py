@@ -121,7 +121,7 @@ class FlashSightMeta(BaseModel):
     """What the gateway did with a request: route, cache, degradation, models, timings."""
 
     route: RouteName
-    route_reason: Literal["keyword", "forced", "default", "no_image"]
+    route_reason: Literal["keyword", "forced", "default", "no_image", "reasoner_language"]
     matched_keyword: str | None = None
     caption_cache: CacheStatus | None = None
     answer_cache: AnswerCacheStatus | None = None
@@ -170,6 +170,15 @@ class FlashSightMeta(BaseModel):
         self.degraded = True
         self.degraded_reason = reason
         self.notice = DEGRADED_NOTICE
+
+    def mark_language_gated(self, notice: str) -> None:
+        """Vision answers directly: the reasoner does not handle the question's or image's language.
+
+        Not degraded: it is a full answer, and the notice (metadata only) says why.
+        """
+        self.route = "direct"
+        self.route_reason = "reasoner_language"
+        self.notice = notice
 
     def mark_shed(self, steps: list[DegradedReason]) -> None:
         """The overload steps applied; the most severe names the degradation unless one is known."""

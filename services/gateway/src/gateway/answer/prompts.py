@@ -7,6 +7,7 @@ never edit an old one, or the cache would serve captions of the old prompt as ne
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,9 +25,17 @@ CAPTION_PROMPTS: dict[str, str] = {
 CAPTION_PARAMS: dict[str, Any] = {"temperature": 0.0, "stream": False}
 
 REASONER_SYSTEM_PROMPT = (
-    "You answer questions about images you cannot see. A vision model has described them. "
-    "Answer briefly, using only the facts in the image descriptions and the conversation; "
-    "if they do not contain what is needed, say so plainly."
+    "You answer questions about images you cannot see, from the text read in them. "
+    "Answer in two or three sentences. Quote the image's text exactly: say what it shows is "
+    "wrong or pending, and what it says to do. Use only that text and the conversation; "
+    "if they do not answer the question, say so plainly."
+)
+
+# Caption lines about the picture rather than its text (size, colours, the layout count):
+# small reasoners latch onto them ("The image describes a 900×420 landscape image, …").
+_IMAGE_FACT = re.compile(
+    r"\d+\s*[×x]\s*\d+|colou?rs?\b|像素|颜色|lines? of text|行文字|in reading order|按阅读顺序",
+    re.IGNORECASE,
 )
 
 
@@ -47,9 +56,11 @@ def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) 
     """The conversation as text for the reasoner.
 
     Images become ``[image N]`` markers; their descriptions go into the latest user turn,
-    right before the question. Small models use evidence next to the question far better
-    than evidence in a long system prompt: on SmolLM2-135M the system-prompt layout gave
-    looping, invented answers where this one answers from the description.
+    before the question, which comes last. Small models use evidence next to the question
+    far better than evidence in a long system prompt: on SmolLM2-135M the system-prompt
+    layout gave looping, invented answers where this one answers from the description.
+    Each description is split (:func:`split_caption`): the picture's facts (size, colours)
+    first, then the image's text lines as a list, nearest the question.
     """
     out: list[dict[str, Any]] = []
     if captions:
@@ -72,13 +83,31 @@ def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) 
     return _merge_leading_system(out)
 
 
+def split_caption(caption: str) -> tuple[list[str], list[str]]:
+    """``(picture facts, text lines)`` of a caption: lines about size and colours apart from the rest."""
+    facts: list[str] = []
+    text: list[str] = []
+    for line in caption.splitlines():
+        line = line.strip()
+        if line:
+            (facts if _IMAGE_FACT.search(line) else text).append(line)
+    return facts, text
+
+
+def _evidence(number: int, caption: str) -> str:
+    facts, text = split_caption(caption)
+    about = f"[image {number}] {' '.join(facts)}\n" if facts else f"[image {number}]\n"
+    lines = "\n".join(f"- {line}" for line in text) or "- (no text)"
+    return f"{about}Text in image {number}:\n{lines}"
+
+
 def _put_descriptions_before_question(messages: list[dict[str, Any]], captions: Sequence[str]) -> None:
-    described = "\n\n".join(f"[image {i}]\n{caption.strip()}" for i, caption in enumerate(captions, 1))
+    described = "\n\n".join(_evidence(i, caption) for i, caption in enumerate(captions, 1))
     last_user = next((m for m in reversed(messages) if m["role"] == "user"), None)
     if last_user is None:  # an assistant-last conversation: the descriptions still need a place
         last_user = {"role": "user", "content": ""}
         messages.append(last_user)
-    last_user["content"] = f"Image descriptions:\n{described}\n\nQuestion: {last_user['content']}".rstrip()
+    last_user["content"] = f"{described}\n\nQuestion: {last_user['content']}".rstrip()
 
 
 def _merge_leading_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -5,8 +5,9 @@ the request service and the stream relay hand this module the upstream's answer 
 text deltas) and the request's :class:`~gateway.schemas.FlashSightMeta`.
 
 Plain answers are the upstream's ``chat.completion`` with ``flashsight`` added; when vision
-answered alone (``meta.notice`` set) the notice is the first line of the answer, so a human
-reading only the text sees it too. Streams are framed as: role chunk, [notice delta when
+answered alone, degraded (``meta.degraded`` and ``meta.notice``), the notice is the first line
+of the answer, so a human reading only the text sees it too (a language-gated answer is a
+full answer: its notice stays in the metadata). Streams are framed as: role chunk, [notice delta when
 vision answers alone], content deltas, finish chunk, [usage chunk when
 ``stream_options.include_usage``], ``[DONE]``; the last chunk before ``[DONE]`` carries
 ``flashsight``. A stream that loses the reasoner after its first token ends with the notice
@@ -36,7 +37,7 @@ def with_notice(content: str | None) -> str:
 
 def completion(answer: dict[str, Any], meta: FlashSightMeta) -> dict[str, Any]:
     """The upstream's ``chat.completion`` as the gateway's: the notice when degraded, ``flashsight``."""
-    if meta.notice:
+    if meta.degraded and meta.notice:
         choice = answer["choices"][0]
         message = {**choice.get("message", {})}
         message["content"] = with_notice(message.get("content"))

@@ -19,7 +19,7 @@ from typing import Literal
 from gateway.errors import InvalidRequestError, ModelNotFoundError, RouteConflictError
 
 Route = Literal["direct", "cascade"]
-RouteReason = Literal["keyword", "forced", "default", "no_image"]
+RouteReason = Literal["keyword", "forced", "default", "no_image", "reasoner_language"]
 ROUTES: tuple[Route, ...] = ("direct", "cascade")
 
 # Model ids the gateway serves → the route they force (None: keyword routing).

@@ -35,6 +35,8 @@ from gateway.answer import responses
 from gateway.answer.captioning import Captioner, Captions
 from gateway.answer.degradation import degraded_reason
 from gateway.answer.job import Job
+from gateway.answer.languages import evidence_notice, gate_evidence, gate_language, language_notice
+from gateway.answer.repetition import cut_loop, said_in, stop_loops
 from gateway.answer.route_choice import KeywordTable, Route, RouteDecision, forced_route, pick_route
 from gateway.answer.shedding import HOLDING_REPLY, LoadShedder, ShedStep
 from gateway.answer.streaming import PrimedStream, prime, relay
@@ -77,6 +79,7 @@ class AnswerService:
         deadline_s: float,
         max_text_chars: int,
         answer_cache: AnswerCache | None = None,
+        reasoner_languages: tuple[str, ...] = ("*",),
     ) -> None:
         self.admitter = admitter
         self.keywords = keywords
@@ -87,6 +90,7 @@ class AnswerService:
         self.deadline_s = deadline_s
         self.max_text_chars = max_text_chars
         self.answer_cache = answer_cache
+        self.reasoner_languages = reasoner_languages
 
     @classmethod
     def from_settings(
@@ -112,6 +116,7 @@ class AnswerService:
             deadline_s=answer.request_deadline_s,
             max_text_chars=answer.max_text_chars,
             answer_cache=answer_cache,
+            reasoner_languages=answer.reasoner_languages,
         )
 
     # --- the path of one request ------------------------------------------------------------
@@ -153,6 +158,7 @@ class AnswerService:
                     return answered
                 if job.decision.route == "cascade" and job.images:
                     job.captions = await self._caption(job)  # 5. caption
+                    self._gate_evidence(job)
                 job.meta.mark_shed(steps)
                 if body.stream:  # 6. answer (primed: vision down is still a 503 here)
                     events = await self._stream(job)
@@ -194,10 +200,9 @@ class AnswerService:
     ) -> Answered:
         """The holding reply: routed from the image parts' presence, no image fetched, no model called."""
         has_images = any(m.image_urls() for m in body.messages)
-        decision = pick_route(
-            _latest_user_text(body), forced=forced, has_images=has_images, table=self.keywords
-        )
-        meta = _routed_meta(decision, request_id)
+        question = _latest_user_text(body)
+        decision = self._route(question, forced, has_images=has_images)
+        meta = self._routed_meta(decision, question, request_id)
         meta.mark_shed(steps)
         text = self.shedder.policy.holding_reply
         if body.stream:
@@ -212,9 +217,13 @@ class AnswerService:
         """Normalise the images, choose the route, open the metadata (the access line reads it)."""
         admitted = await self.admitter.admit(body)
         question = _latest_user_text(admitted.request)
-        decision = pick_route(question, forced=forced, has_images=bool(admitted.images), table=self.keywords)
-        meta = _routed_meta(
-            decision, request_id, images=[image.sha256 for image in admitted.images], safety=admitted.safety
+        decision = self._route(question, forced, has_images=bool(admitted.images))
+        meta = self._routed_meta(
+            decision,
+            question,
+            request_id,
+            images=[image.sha256 for image in admitted.images],
+            safety=admitted.safety,
         )
         meta.record_stage("admission", started=started)
         note_answer(meta, prompt=question)  # the access line and metrics read it when the request ends
@@ -261,6 +270,29 @@ class AnswerService:
         entry = answer if isinstance(answer, CachedAnswer) else from_completion(answer, models)
         if entry is not None and storable(entry):
             await self.answer_cache.put(job.answer_key, entry)
+
+    def _route(self, question: str, forced: Route | None, *, has_images: bool) -> RouteDecision:
+        """The keyword/forced route, unless the reasoner does not write the question's language."""
+        decision = pick_route(question, forced=forced, has_images=has_images, table=self.keywords)
+        return gate_language(decision, question, self.reasoner_languages)
+
+    def _routed_meta(
+        self, decision: RouteDecision, question: str, request_id: str, **extra: Any
+    ) -> FlashSightMeta:
+        meta = _routed_meta(decision, request_id, **extra)
+        if decision.reason == "reasoner_language":
+            meta.mark_language_gated(language_notice(question, self.reasoner_languages))
+        return meta
+
+    def _gate_evidence(self, job: Job) -> None:
+        """Vision answers instead when the reasoner cannot read the language of the image's text."""
+        texts = _caption_texts(job)
+        decision = gate_evidence(job.decision, texts, self.reasoner_languages)
+        if decision is not job.decision:
+            job.decision = decision
+            job.meta.mark_language_gated(evidence_notice(texts, self.reasoner_languages))
+            # A hit would skip the captions that decided this, and replay without the notice.
+            job.answer_key = None
 
     async def _caption(self, job: Job) -> Captions:
         captions = await self.captioner.caption(job.images, request_id=job.request_id)
@@ -330,7 +362,7 @@ class AnswerService:
         started = time.perf_counter()
         try:
             body = reasoner_body(job.request, _caption_texts(job), await self.reasoner.model_id())
-            answer = await self.reasoner.complete(body, request_id=job.request_id)
+            answer = cut_loop(await self.reasoner.complete(body, request_id=job.request_id))
         finally:
             job.meta.record_stage("reasoner", started=started)
         job.meta.record_model("reasoner", answer.get("model"))
@@ -359,6 +391,7 @@ class AnswerService:
             job.meta.record_stage("reasoner", started=started)
             raise
         self.reasoner.record_success()
+        primed.rest = stop_loops(primed.rest, said=said_in(primed.head))  # a looping small model stops
         return primed
 
 

@@ -89,7 +89,9 @@ async def relay(
     error: dict[str, Any] | None = None
     try:
         yield writer.role()
-        if job.meta.notice:  # vision answers alone; a load-shed answer is degraded but needs no notice
+        # Only a degraded answer's notice goes in the text: a load-shed answer has none, and a
+        # language-gated one (route_reason reasoner_language) is a full answer, noted in the metadata.
+        if job.meta.degraded and job.meta.notice:
             yield writer.notice_first()
         async for chunk in source:
             if chunk.get("usage"):

@@ -9,14 +9,14 @@ people or scenes get a plain statement of what it does, and what it read.
 from __future__ import annotations
 
 import re
-import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
+from vision.backends.diagnosis import answer_diagnosis
 from vision.backends.facts import ImageFacts
 from vision.backends.fields import FIELDS, KeyValue, find_field, find_key_named
 from vision.backends.intents import Intent, classify_intent
 from vision.backends.ocr import OcrLine, group_blocks, row_text
+from vision.backends.reading import Answer, ImageReading
 from vision.backends.text import answer_language, compact, has_cjk
 
 _MAX_ROWS_LISTED = 30
@@ -33,35 +33,6 @@ _EN_STOPWORDS = frozenset((
     "those", "of", "in", "on", "for", "to", "and", "or", "it", "its", "image", "picture", "photo",
     "please", "tell", "me", "does", "do", "say", "show", "there", "how",
 ))
-
-
-@dataclass(frozen=True, slots=True)
-class ImageReading:
-    """What ocr-lite learnt from one image: its facts and its text rows in reading order."""
-
-    facts: ImageFacts
-    rows: list[list[OcrLine]]
-
-    @property
-    def lines(self) -> list[OcrLine]:
-        return [line for row in self.rows for line in row]
-
-
-@dataclass(slots=True)
-class Answer:
-    """The answer's pieces, in order, and the OCR lines it rests on."""
-
-    pieces: list[str]
-    lines: list[OcrLine] = field(default_factory=list)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-    @property
-    def confidence(self) -> float | None:
-        """Mean recognition score of the lines used (None when the answer used no text)."""
-        return statistics.fmean(line.score for line in self.lines) if self.lines else None
 
 
 def _facts_sentence(facts: ImageFacts, lang: str) -> str:
@@ -199,6 +170,7 @@ ANSWERERS: dict[str, Answerer] = {
     "field": answer_field,
     "unseeable": answer_unseeable,
     "generic": answer_generic,
+    "diagnose": answer_diagnosis,
 }
 
 

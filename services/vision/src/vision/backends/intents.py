@@ -3,7 +3,8 @@
 The rules are tried in order (a dispatch table, first match wins); each returns the
 keyword that matched, so an answer can be traced to its cause. An instruction opening with
 a caption verb ("Describe this image ...", "请描述...") is a caption whatever it goes on to
-mention; otherwise field questions come first because field names can contain words other
+mention; a "why / what is wrong / what should I do" question is a diagnosis whatever field
+it names; otherwise field questions come first because field names can contain words other
 rules react to ("收货人" holds "人").
 """
 
@@ -32,6 +33,17 @@ UNSEEABLE_WORDS: tuple[str, ...] = (
     "landscape", "weather", "colour", "color", "colours", "colors", "car", "breed", "tree", "flower",
 )
 
+
+# "What is wrong / why / what should I do": answered from the screen's error and status rows.
+DIAGNOSE_WORDS: tuple[str, ...] = (
+    "为什么", "为何", "怎么回事", "怎么了", "什么问题", "哪里出错", "出了什么", "出错", "原因", "怎么办",
+    "怎么处理", "如何处理", "如何解决", "怎么解决", "该怎么", "应该怎么", "要怎么", "需要做什么", "我该",
+    "还没有", "还没", "没有发货", "报错", "失败", "错误", "异常", "不能", "无法", "问题",
+    "why", "what's wrong", "what is wrong", "wrong", "what happened", "what went wrong", "problem",
+    "issue", "error", "failed", "fail", "declined", "what should i do", "what do i do", "what can i do",
+    "how do i fix", "how to fix", "how can i fix", "fix", "not shipped", "hasn't shipped", "stuck",
+    "can't", "cannot", "unable", "next step", "next steps",
+)
 
 _POLITE_OPENING = re.compile(r"^(?:请你|请|麻烦|帮我|please|can you|could you)[\s,，]*")
 
@@ -67,9 +79,15 @@ def _field_rule(question: str) -> Intent | None:
     return Intent("field", field=field) if field else None
 
 
-# The intent rules, in order.
+def _diagnose_rule(question: str) -> Intent | None:
+    word = next((w for w in DIAGNOSE_WORDS if mentions(question, w)), None)
+    return Intent("diagnose", keyword=word, field=field_asked(question)) if word else None
+
+
+# The intent rules, in order. "Why is the amount wrong?" asks for a diagnosis, not the amount.
 INTENT_RULES: tuple[Callable[[str], Intent | None], ...] = (
     _leading_caption_rule,
+    _diagnose_rule,
     _field_rule,
     _keyword_rule("unseeable", UNSEEABLE_WORDS),
     _keyword_rule("caption", CAPTION_WORDS),
