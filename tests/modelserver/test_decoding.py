@@ -272,6 +272,10 @@ def test_a_logits_constraint_restricts_its_row_only(model, tokenizer, prompts) -
         def terminated(self) -> bool:
             return len(self.accepted) >= 4
 
+        @property
+        def complete(self) -> bool:
+            return self.terminated
+
         def mask(self, logits: Any, *, remaining: int) -> None:
             keep = logits[:, allowed].clone()
             logits.fill_(float("-inf"))
@@ -285,6 +289,8 @@ def test_a_logits_constraint_restricts_its_row_only(model, tokenizer, prompts) -
     results, sink = run(model, tokenizer, prompts[:2], [GREEDY] * 2, constraints=[constraint, None])
     assert set(results[0].token_ids) <= set(allowed) and results[0].completion_tokens == 4
     assert sink.finished[0]["finish_reason"] == "stop"  # the grammar terminated
+    assert sink.finished[0]["structured"] == {"status": "complete"}
+    assert "structured" not in sink.finished[1]  # plain rows carry no report
     assert results[1].token_ids == run(model, tokenizer, [prompts[1]], [GREEDY])[0][0].token_ids
 
 
@@ -320,10 +326,32 @@ def test_a_batch_that_never_empties_keeps_its_kv_cache_as_short_as_its_live_rows
     assert [r.token_ids for r in results] == [alone[0]] + [alone[k % 2] for k in range(30)]
 
 
+def test_a_token_the_constraint_rejects_fails_its_row_instead_of_passing_unchecked(
+    model, tokenizer, prompts
+) -> None:
+    class Rejecting(AnyToken):
+        def accept(self, token: int) -> bool:
+            return False
+
+    _, sink = run(model, tokenizer, prompts[:2], [GREEDY] * 2, constraints=[Rejecting(), None])
+    assert "grammar rejected" in str(sink.failed[0]) and 0 not in sink.finished
+    assert sink.finished[1]["finish_reason"] in {"stop", "length"}
+
+
+def test_a_constrained_row_cut_by_max_tokens_says_its_json_is_incomplete(model, tokenizer, prompts) -> None:
+    three = SamplingParams(max_tokens=3, temperature=0.0)
+    _, sink = run(model, tokenizer, prompts[:1], [three], constraints=[AnyToken()])
+    assert sink.finished[0]["finish_reason"] == "length"
+    report = sink.finished[0]["structured"]
+    assert report["status"] == "incomplete" and report["reason"] == "length"
+    assert "max_tokens" in report["message"]
+
+
 class AnyToken:
     """A constraint that allows every token: only here to be watched by a weak reference."""
 
     terminated = False
+    complete = False
 
     def mask(self, logits: Any, *, remaining: int) -> None:
         pass

@@ -195,6 +195,32 @@ async def test_usage_confidence_reasoning_and_length(make_engine) -> None:
     assert completion.time_to_first_token_s is not None and completion.time_to_first_token_s >= 0
 
 
+class JsonBackend:
+    """Writes a whole JSON answer and reports it complete, as a grammar-constrained row does."""
+
+    model_id = "json"
+
+    def load(self) -> None: ...
+    def warmup(self) -> None: ...
+
+    def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
+        for index in range(len(batch)):
+            for piece in ('{"a": ', '"x}y"', "}"):
+                sink.emit(index, piece)
+            sink.finish(index, finish_reason="stop", prompt_tokens=1, completion_tokens=3,
+                        structured={"status": "complete"})
+
+
+async def test_a_stop_string_that_cuts_a_json_answer_marks_it_incomplete(make_engine) -> None:
+    engine = make_engine(JsonBackend())
+    whole = await engine.complete(request("json"))
+    assert whole.text == '{"a": "x}y"}' and whole.structured == {"status": "complete"}
+    cut = await engine.complete(request("json", stop=["}"]))
+    assert cut.text == '{"a": "x' and cut.finish_reason == "stop"
+    assert cut.structured is not None and cut.structured["status"] == "incomplete"
+    assert cut.structured["reason"] == "stop_string"
+
+
 async def test_engine_refuses_work_when_not_running() -> None:
     engine = Engine(FakeBackend(), max_batch_size=1, max_wait_s=0, max_queue=4)
     with pytest.raises(NotReadyError):

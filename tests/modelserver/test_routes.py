@@ -245,3 +245,21 @@ def test_unknown_backend_fails_at_start_listing_the_known_ones() -> None:
     with pytest.raises(UnknownBackendError, match=r"'nope'.*known backends: a, b"):
         create_model_app(ModelServerSettings(backend="nope"), backends={"b": FakeBackend, "a": FakeBackend},
                          title="t")
+
+
+async def test_structured_output_report_reaches_plain_and_streamed_responses() -> None:
+    from tests.modelserver.test_engine import JsonBackend
+
+    app, _ = build_app(JsonBackend())  # type: ignore[arg-type]
+    async with serve(app) as client:
+        whole = (await client.post("/v1/chat/completions", json=chat("json"))).json()
+        assert json.loads(whole["choices"][0]["message"]["content"]) == {"a": "x}y"}
+        assert whole["structured_output"] == {"status": "complete"}
+        cut = (await client.post("/v1/chat/completions", json=chat("json", stop="}"))).json()
+        assert cut["structured_output"]["status"] == "incomplete"
+        assert cut["structured_output"]["reason"] == "stop_string"
+        streamed = await client.post("/v1/chat/completions", json=chat("json", stream=True))
+        chunks = [json.loads(line[6:]) for line in streamed.text.splitlines()
+                  if line.startswith("data: {")]
+        final = next(c for c in chunks if c["choices"] and c["choices"][0].get("finish_reason"))
+        assert final["structured_output"] == {"status": "complete"}

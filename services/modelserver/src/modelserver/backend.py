@@ -73,11 +73,15 @@ class BatchSink(Protocol):
         prompt_tokens: int,
         completion_tokens: int,
         confidence: float | None = None,
+        structured: dict[str, str] | None = None,
     ) -> None:
         """Request ``index`` is done: ``"stop"`` (EOS / stop string) or ``"length"``.
 
         ``confidence`` (0..1) is optional: e.g. ocr-lite's mean recognition score, or a
         generative backend's mean token probability; it is reported as ``confidence``.
+        ``structured`` is given for answers decoded under a ``response_format`` grammar:
+        ``{"status": "complete"}``, or ``"incomplete"`` with a ``reason`` and a ``message``
+        (see :func:`modelserver.structured.completeness`); it is reported as ``structured_output``.
         """
 
     def fail(self, index: int, error: Exception) -> None:

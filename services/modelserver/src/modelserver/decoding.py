@@ -42,7 +42,11 @@ the loop drops rows.
 Structured output: ``constraints`` gives each row an optional :class:`LogitsConstraint`
 (built by :mod:`modelserver.structured` from ``response_format``). It masks that row's
 logits before sampling and accepts the sampled token; the row finishes (``"stop"``) once
-its grammar has terminated. Rows without one are untouched.
+its grammar has terminated, or when it reaches its limit with the value already whole.
+Its ``sink.finish`` then carries ``structured`` (:func:`modelserver.structured.completeness`:
+complete, or incomplete and why), so a cut answer is never silently invalid JSON. A token
+the grammar rejects (it cannot be sampled: masked tokens have probability 0) fails the
+row rather than letting unchecked text through. Rows without a constraint are untouched.
 
 torch is imported by this module and its helpers (:mod:`modelserver.kv_batch`,
 :mod:`modelserver.structured`, :mod:`modelserver.torch_runtime`) only; the rest of the
@@ -58,7 +62,7 @@ from typing import Any, Protocol
 import torch
 
 from modelserver.backend import BatchSink, SamplingParams
-from modelserver.errors import InvalidRequestError
+from modelserver.errors import BackendError, InvalidRequestError
 from modelserver.kv_batch import RunningBatch, can_merge
 from modelserver.static_kv import StaticBatch, StaticKV, fetch_later
 
@@ -80,7 +84,11 @@ class LogitsConstraint(Protocol):
         """
 
     def accept(self, token: int) -> bool:
-        """Advance by the sampled ``token``."""
+        """Advance by the sampled ``token``; False if the constraint rejects it."""
+
+    @property
+    def complete(self) -> bool:
+        """True once the constrained value is whole (nothing but the end may follow)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,8 +426,9 @@ class _Decoder:
             result, constraint, token = row.result, row.constraint, tokens[j]
             result.token_ids.append(token)
             result.prob_sum += probs[j]
-            if constraint is not None:
-                constraint.accept(token)
+            if constraint is not None and not constraint.accept(token):
+                self._fail(i, BackendError(f"the structured-output grammar rejected token {token}"))
+                continue
             if token in self.eos:
                 self._finish(i, "stop")
                 continue
@@ -429,7 +438,8 @@ class _Decoder:
             if constraint is not None and constraint.terminated:
                 self._finish(i, "stop")
             elif len(result.token_ids) >= row.limit:
-                self._finish(i, "length")
+                # A value already whole at the limit is a complete answer (only EOS was missing).
+                self._finish(i, "stop" if constraint is not None and constraint.complete else "length")
             elif self.sink.is_cancelled(i):
                 self._finish(i, "stop")
             else:
@@ -447,12 +457,18 @@ class _Decoder:
             result.text += tail
             self.sink.emit(index, tail)
         result.finish_reason = reason
+        usage: dict[str, Any] = {}
+        if row.constraint is not None:
+            from modelserver.structured import completeness
+
+            usage["structured"] = completeness(row.constraint, reason)
         self.sink.finish(
             index,
             finish_reason=reason,
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
             confidence=result.confidence,
+            **usage,
         )
         self._end(index)
 
@@ -511,7 +527,10 @@ def _sample(
     targets = (draws * cumulative[:, -1]).unsqueeze(-1)
     picks = torch.searchsorted(cumulative, targets, right=True).clamp(max=logits.shape[-1] - 1)
     sampled = (picks if order is None else order.gather(-1, picks)).squeeze(-1)
-    chosen = torch.where(temperature > 0, sampled, greedy)
+    # A draw that rounds up to the total mass lands past the last allowed token (float32
+    # sums): such a row takes its greedy token instead, never a masked (-inf) one.
+    possible = torch.isfinite(logits.gather(-1, sampled[:, None]).squeeze(-1))
+    chosen = torch.where((temperature > 0) & possible, sampled, greedy)
     plain = torch.softmax(logits, dim=-1)
     return chosen, plain.gather(-1, chosen[:, None]).squeeze(-1)
 

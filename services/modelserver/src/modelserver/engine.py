@@ -49,6 +49,8 @@ class Finished:
     completion_tokens: int
     confidence: float | None = None
     time_to_first_token_s: float | None = None
+    structured: dict[str, str] | None = None
+    """Whether a ``response_format`` answer's JSON is whole (None for plain text)."""
 
 
 Event = TextDelta | Finished
@@ -70,6 +72,7 @@ class Completion:
     completion_tokens: int
     confidence: float | None = None
     time_to_first_token_s: float | None = None
+    structured: dict[str, str] | None = None
 
 
 class _Row:
@@ -148,18 +151,20 @@ class _Sink:
 
     def finish(
         self, index: int, *, finish_reason: str, prompt_tokens: int, completion_tokens: int,
-        confidence: float | None = None,
+        confidence: float | None = None, structured: dict[str, str] | None = None,
     ) -> None:
         row = self._release(index)
         if row is None or row.done:
             return
         if row.matcher.matched:
             finish_reason = "stop"
+            if structured is not None:  # the text was cut at the stop string, whatever the grammar saw
+                structured = incomplete_by_stop_string()
         elif tail := row.matcher.flush():
             row.push(TextDelta(tail))
         row.done = True
         ttft = None if row.first_token_at is None else row.first_token_at - row.submitted_at
-        row.push(Finished(finish_reason, prompt_tokens, completion_tokens, confidence, ttft))
+        row.push(Finished(finish_reason, prompt_tokens, completion_tokens, confidence, ttft, structured))
 
     def fail(self, index: int, error: Exception) -> None:
         row = self._release(index)
@@ -367,6 +372,15 @@ class Engine:
             ) from exc
 
 
+def incomplete_by_stop_string() -> dict[str, str]:
+    """The ``structured`` report of a JSON answer that a stop string cut short."""
+    return {
+        "status": "incomplete",
+        "reason": "stop_string",
+        "message": "a stop string ended the answer before its JSON was complete: the content does not parse",
+    }
+
+
 def _as_model_server_error(exc: Exception) -> ModelServerError:
     if isinstance(exc, ModelServerError):
         return exc
@@ -383,6 +397,6 @@ async def collect(events: AsyncIterator[Event]) -> Completion:
         else:
             return Completion(
                 "".join(text), "".join(reasoning), event.finish_reason, event.prompt_tokens,
-                event.completion_tokens, event.confidence, event.time_to_first_token_s,
+                event.completion_tokens, event.confidence, event.time_to_first_token_s, event.structured,
             )
     raise BackendError("the generation ended without a final event")

@@ -123,7 +123,8 @@ def to_chat_completion(
     """The non-streamed ``chat.completion`` body (``confidence`` only when the backend gave one).
 
     With ``tools`` (the backend's format and the request's tools) the text is split into
-    ``content`` and ``tool_calls``.
+    ``content`` and ``tool_calls``. ``structured_output`` (is the JSON whole?) only for
+    ``response_format`` answers decoded under a grammar.
     """
     message = AssistantMessage(content=completion.text, reasoning_content=completion.reasoning_text or None)
     finish_reason = completion.finish_reason
@@ -142,4 +143,6 @@ def to_chat_completion(
         body["choices"][0]["message"]["content"] = message.content
     if completion.confidence is not None:
         body["confidence"] = completion.confidence
+    if completion.structured is not None:
+        body["structured_output"] = completion.structured
     return body

@@ -3,8 +3,8 @@
 Framing: a first chunk with ``role: assistant``, one chunk per text delta (``content`` or
 ``reasoning_content``; with tools, content and ``tool_calls`` deltas as
 :class:`~modelserver.tools.ToolDeltaWriter` releases them), a final chunk with
-``finish_reason`` (and ``confidence`` when the
-backend gave one), a usage chunk when ``stream_options.include_usage``, then ``[DONE]``.
+``finish_reason`` (and ``confidence`` when the backend gave one, ``structured_output`` for a
+``response_format`` answer), a usage chunk when ``stream_options.include_usage``, then ``[DONE]``.
 An engine failure mid-stream becomes an OpenAI error event followed by ``[DONE]``, so a
 client never waits on a stream that will not end.
 """
@@ -53,6 +53,8 @@ async def stream_chat_chunks(
             final = chunk(finish_reason=finish_reason)
             if event.confidence is not None:
                 final = final.model_copy(update={"confidence": event.confidence})
+            if event.structured is not None:
+                final = final.model_copy(update={"structured_output": event.structured})
             yield encode_event(final)
             if include_usage:
                 usage = Usage.of(event.prompt_tokens, event.completion_tokens)

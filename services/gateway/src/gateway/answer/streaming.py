@@ -105,7 +105,7 @@ async def relay(
                     yield writer.content(text, thought)
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
-                    extra = {k: chunk[k] for k in ("confidence",) if k in chunk}
+                    extra = {k: chunk[k] for k in ("confidence", "structured_output") if k in chunk}
     except UpstreamError as exc:
         logger.warning("%s failed mid-stream (request %s): %s", answered_by, job.request_id, exc.message)
         if on_failure is not None:

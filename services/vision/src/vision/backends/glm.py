@@ -241,7 +241,9 @@ class GlmBackend:
         conversation, template_kwargs = with_tools(
             conversation, request.messages, request.tools, style="native"
         )
-        thinking = request.enable_thinking or self.settings.enable_thinking
+        # A grammar-constrained answer is JSON only: an open <think> would route it all to
+        # reasoning_content, so the template closes thinking for it.
+        thinking = (request.enable_thinking or self.settings.enable_thinking) and not request.response_format
         prompt = self.processor.apply_chat_template(
             conversation,
             tokenize=False,
