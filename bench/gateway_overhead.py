@@ -11,7 +11,9 @@ request at each concurrency:
   which adds the image normalisation (decode, validate, re-encode, SHA-256).
 
 Finally the cascade route (vision caption + reasoner answer, 20 ms each) on one image:
-a caption-cache miss (new image) against a hit (the same image again), interleaved.
+a caption-cache miss (new image) against a hit (the same image again), interleaved; and
+the same with ``temperature: 0``, where the repeat is an exact answer-cache hit (the gateway
+runs with ``GATEWAY_ANSWER_CACHE=true``; no model is called for it).
 
 Run from the repository root::
 
@@ -144,7 +146,7 @@ def small_png(seed: int = 0) -> bytes:
     return out.getvalue()
 
 
-def chat_body(question: str, *, model: str, image: bytes | None = None) -> bytes:
+def chat_body(question: str, *, model: str, image: bytes | None = None, **fields: Any) -> bytes:
     from devkit.screens import as_data_url
 
     content: Any = question
@@ -153,7 +155,7 @@ def chat_body(question: str, *, model: str, image: bytes | None = None) -> bytes
             {"type": "text", "text": question},
             {"type": "image_url", "image_url": {"url": as_data_url(image)}},
         ]
-    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 64}
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 64, **fields}
     return json.dumps(body, ensure_ascii=False).encode()
 
 
@@ -226,8 +228,19 @@ def measure_overhead(
 # --- cascade: caption-cache miss vs hit -----------------------------------------------------------
 
 
-async def measure_cascade(gateway_url: str, pairs: int) -> dict[str, Any]:
-    """``pairs`` times: a new image (miss), then the same image again (hit); client-side latency."""
+CACHES: dict[str, dict[str, Any]] = {
+    # which flashsight field reports the cache → the request fields that exercise it
+    "caption_cache": {},  # no temperature: the answer cache is bypassed, the reasoner answers each time
+    "answer_cache": {"temperature": 0},  # deterministic: the repeat is replayed from Redis
+}
+
+
+async def measure_cascade(gateway_url: str, pairs: int, cache: str = "caption_cache") -> dict[str, Any]:
+    """``pairs`` times: a new image (miss), then the same request again (hit); client-side latency.
+
+    ``cache`` names the cache under test (:data:`CACHES`); each answer's ``flashsight.<cache>``
+    is checked to be the expected miss / hit.
+    """
     import aiohttp
 
     url = f"{gateway_url}/v1/chat/completions"
@@ -243,17 +256,17 @@ async def measure_cascade(gateway_url: str, pairs: int) -> dict[str, Any]:
                 data = await resp.json()
             latencies[expected].append(time.perf_counter() - started)
             meta = data.get("flashsight") or {}
-            if resp.status != 200 or meta.get("caption_cache") != expected or meta.get("degraded"):
-                wrong.append(
-                    f"{resp.status} cache={meta.get('caption_cache')} degraded={meta.get('degraded')}"
-                )
+            if resp.status != 200 or meta.get(cache) != expected or meta.get("degraded"):
+                wrong.append(f"{resp.status} {cache}={meta.get(cache)} degraded={meta.get('degraded')}")
             caption_ms[expected].append(float((meta.get("timings_ms") or {}).get("caption") or 0.0))
 
-        await ask(chat_body(question, model="cascade", image=small_png(10_000)), "miss")  # warm-up
+        seeds = 10_000 if cache == "caption_cache" else 20_000  # distinct images per cache under test
+        fields = CACHES[cache]
+        await ask(chat_body(question, model="cascade", image=small_png(seeds), **fields), "miss")  # warm-up
         latencies = {"miss": [], "hit": []}
         caption_ms = {"miss": [], "hit": []}
         for i in range(pairs):
-            body = chat_body(question, model="cascade", image=small_png(i + 1))
+            body = chat_body(question, model="cascade", image=small_png(seeds + i + 1), **fields)
             await ask(body, "miss")
             await ask(body, "hit")
     return {
@@ -280,7 +293,7 @@ def machine_notes() -> dict[str, Any]:
     }
 
 
-def print_report(summaries: list[dict[str, Any]], cascade: dict[str, Any] | None) -> None:
+def print_report(summaries: list[dict[str, Any]], cascades: dict[str, dict[str, Any]]) -> None:
     print("\nforwarding overhead (medians over rounds; added = gateway - direct, paired per round)")
     print(
         f"{'scenario':8} {'c':>3} | {'direct p50/p95 ms':>18} {'req/s':>7} | "
@@ -318,20 +331,24 @@ def print_report(summaries: list[dict[str, Any]], cascade: dict[str, Any] | None
                 f"  {s['scenario']}: throughput ratio at c=32 {s['ratio']:.2f}x "
                 f"(goal >= {GOAL_RATIO}x): {'met' if met else 'MISSED'}"
             )
-    if cascade is None:
+    if not cascades:
         return
     print(f"\ncascade (vision caption {STUB_LATENCY_MS} ms + reasoner {STUB_LATENCY_MS} ms stubs, c=1)")
-    for name in ("miss", "hit"):
-        r = cascade[name]
-        print(
-            f"  caption cache {name:4}: p50 {r['p50_ms']:6.2f} ms  p95 {r['p95_ms']:6.2f} ms  "
-            f"(caption stage p50 {r['caption_stage_p50_ms']:.1f} ms, n={r['n']})"
-        )
-    if cascade["unexpected"]:
-        print(
-            f"  WARNING: {len(cascade['unexpected'])} answers were not the expected miss/hit: "
-            f"{cascade['unexpected'][:3]}"
-        )
+    for cache, cascade in cascades.items():
+        label = cache.replace("_", " ")
+        for name in ("miss", "hit"):
+            r = cascade[name]
+            print(
+                f"  {label} {name:4}: p50 {r['p50_ms']:6.2f} ms  p95 {r['p95_ms']:6.2f} ms  "
+                f"(caption stage p50 {r['caption_stage_p50_ms']:.1f} ms, n={r['n']})"
+            )
+        hit, miss = cascade["hit"]["p50_ms"], cascade["miss"]["p50_ms"]
+        print(f"  {label}: hit p50 / miss p50 = {hit / miss:.2f} (same run, interleaved)")
+        if cascade["unexpected"]:
+            print(
+                f"  WARNING: {len(cascade['unexpected'])} {label} answers were not the expected miss/hit: "
+                f"{cascade['unexpected'][:3]}"
+            )
 
 
 def parse_args() -> argparse.Namespace:
@@ -349,6 +366,9 @@ def parse_args() -> argparse.Namespace:
         help="extra environment for the gateway (repeatable), e.g. GATEWAY_WORKERS=2",
     )  # fmt: skip
     parser.add_argument("--no-cascade", action="store_true")
+    parser.add_argument(
+        "--no-answer-cache", action="store_true", help="leave GATEWAY_ANSWER_CACHE off, skip its hit vs miss"
+    )
     parser.add_argument(
         "--gateway-src", type=Path, metavar="CHECKOUT",
         help="run the gateway from another checkout's services/ (default: the installed one)",
@@ -370,6 +390,8 @@ def main() -> None:
         cascade_pairs=base.cascade_pairs,
     )
     extra_env = dict(item.split("=", 1) for item in args.gateway_env)
+    if not args.no_answer_cache:  # only temperature-0 requests use it; the overhead runs bypass it
+        extra_env = {"GATEWAY_ANSWER_CACHE": "true", **extra_env}
     load = pick_load(args.loadgen)
     notes = machine_notes()
     print(f"load generator: {load.name}")
@@ -404,13 +426,17 @@ def main() -> None:
                 "gateway": f"{gw.base_url}/v1/chat/completions",
             }
             cells = measure_overhead(load, urls, bodies, plan)
-            cascade: dict[str, Any] | None = None
-            if not args.no_cascade:
-                cascade = asyncio.run(measure_cascade(gw.base_url, plan.cascade_pairs))
+            caches = [] if args.no_cascade else ["caption_cache"]
+            if not args.no_cascade and extra_env.get("GATEWAY_ANSWER_CACHE", "").lower() == "true":
+                caches.append("answer_cache")
+            cascades = {
+                cache: asyncio.run(measure_cascade(gw.base_url, plan.cascade_pairs, cache))
+                for cache in caches
+            }
     finally:
         load.close()
     summaries = [cell.summary() for cell in cells]
-    print_report(summaries, cascade)
+    print_report(summaries, cascades)
     print(f"\n(bench took {time.monotonic() - started:.0f} s; load generator {load.name.split()[0]})")
     if args.json:
         args.json.write_text(
@@ -421,7 +447,8 @@ def main() -> None:
                     "gateway_env": extra_env,
                     "plan": asdict(plan),
                     "overhead": summaries,
-                    "cascade": cascade,
+                    "cascade": cascades.get("caption_cache"),
+                    "answer_cache": cascades.get("answer_cache"),
                 },
                 indent=2,
             )

@@ -32,4 +32,6 @@ def test_quick_bench_prints_overhead_ratios_and_cascade_hit_vs_miss() -> None:
             assert re.search(line + r"throughput ratio [\d.]+x", out, re.M), out
     assert re.search(r"caption cache miss: p50 +[\d.]+ ms", out), out
     assert re.search(r"caption cache hit : p50 +[\d.]+ ms", out), out
+    assert re.search(r"answer cache miss: p50 +[\d.]+ ms", out), out
+    assert re.search(r"answer cache: hit p50 / miss p50 = [\d.]+", out), out
     assert "WARNING" not in out, out  # no failed requests, every cascade answer the expected miss/hit

@@ -72,7 +72,21 @@ def test_every_field_keeps_its_flat_variable_name() -> None:
     names = {field.field: field.names for field in GatewaySettings.env_fields()}
     assert names["vision_url"] == ("GATEWAY_VISION_URL",)
     assert names["redis_url"] == ("GATEWAY_REDIS_URL", "REDIS_URL")
-    assert len(names) == 51 and all(n[0].startswith("GATEWAY_") for n in names.values())
+    assert names["answer_cache_ttl_s"] == ("GATEWAY_ANSWER_CACHE_TTL_S",)
+    assert len(names) == 53 and all(n[0].startswith("GATEWAY_") for n in names.values())
+
+
+def test_answer_cache_is_off_by_default_and_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert GatewaySettings().answer.answer_cache is False
+    monkeypatch.setenv("GATEWAY_ANSWER_CACHE", "true")
+    monkeypatch.setenv("GATEWAY_ANSWER_CACHE_TTL_S", "600")
+    s = GatewaySettings()
+    assert s.answer.answer_cache is True and s.answer.answer_cache_ttl_s == 600
+    monkeypatch.setenv("GATEWAY_ANSWER_CACHE_TTL_S", "0")
+    with pytest.raises(ValidationError, match="answer_cache_ttl_s"):
+        GatewaySettings()
 
 
 def test_image_bytes_may_not_exceed_the_body_limit() -> None:

@@ -9,11 +9,14 @@ from flashsight_common.schemas import Usage
 from gateway.answer.responses import (
     MID_STREAM_FINISH_REASON,
     ChunkWriter,
+    cached_completion,
+    cached_stream,
     completion,
     holding_completion,
     holding_stream,
 )
 from gateway.schemas import DEGRADED_NOTICE, FlashSightMeta
+from gateway.store.answer_cache import CachedAnswer
 
 
 def _meta(**kwargs: Any) -> FlashSightMeta:
@@ -116,3 +119,39 @@ def test_a_failed_stream_ends_with_the_error_body_and_flashsight() -> None:
     error = {"error": {"message": "vision died", "type": "service_unavailable", "param": None, "code": "x"}}
     body, done = _events(ChunkWriter("ocr-lite").failed(_meta(), error))
     assert body["error"]["message"] == "vision died" and "flashsight" in body and done == "[DONE]"
+
+
+CACHED = CachedAnswer(
+    content="因为未付款",
+    finish_reason="length",
+    model="smollm2",
+    usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    models={"vision": "ocr-lite", "reasoner": "smollm2"},
+)
+
+
+def test_a_cache_hit_is_a_fresh_completion_from_the_original_model() -> None:
+    meta = _meta()
+    meta.record_answer_cache("hit", CACHED.models)
+    first, second = cached_completion(meta, CACHED), cached_completion(meta, CACHED)
+    assert first["id"] != second["id"] and first["object"] == "chat.completion"
+    assert first["model"] == "smollm2"
+    assert first["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "因为未付款"}, "finish_reason": "length"}
+    ]
+    assert first["usage"]["total_tokens"] == 5
+    assert first["flashsight"]["answer_cache"] == "hit"
+    assert first["flashsight"]["models"] == {"vision": "ocr-lite", "reasoner": "smollm2"}
+
+
+async def test_a_cache_hit_streams_framed_like_a_live_answer() -> None:
+    meta = _meta()
+    meta.record_answer_cache("hit", CACHED.models)
+    events = _events([e async for e in cached_stream(meta, CACHED, include_usage=True)])
+    role, content, final, usage, done = events
+    assert role["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert content["choices"][0]["delta"] == {"content": "因为未付款"}
+    assert final["choices"][0]["finish_reason"] == "length"
+    assert usage["usage"]["total_tokens"] == 5 and usage["flashsight"]["answer_cache"] == "hit"
+    assert {e["model"] for e in (role, content, final, usage)} == {"smollm2"}
+    assert len({e["id"] for e in (role, content, final, usage)}) == 1 and done == "[DONE]"

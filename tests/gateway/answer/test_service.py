@@ -6,6 +6,7 @@ mid-stream / stalling, vision down, Redis down.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -416,3 +417,26 @@ async def test_stream_vision_dying_mid_answer_ends_with_an_error_event(
     assert events[-1] == "[DONE]"
     assert events[-2]["error"]["code"] == "upstream_unavailable"
     assert events[-2]["flashsight"]["route"] == "direct"
+
+
+async def test_a_load_shed_answer_is_never_stored_in_the_answer_cache(
+    make_settings: Callable[..., GatewaySettings], reasoner: StubUpstream
+) -> None:
+    reasoner.behaviour.latency_s = 0.3  # the first request is still in flight when the second arrives
+    image = unique_png()
+    first = chat_body(CASCADE_Q, image, temperature=0)
+    shed = chat_body(CASCADE_Q, image, temperature=0, max_tokens=99)
+    settings = make_settings(answer_cache=True, shed_max_tokens_above=1)
+    async with gateway_client(settings) as client:
+        task = asyncio.create_task(post(client, first))
+        await asyncio.sleep(0.1)
+        shed_answer = (await post(client, shed)).json()["flashsight"]
+        first_answer = (await task).json()["flashsight"]
+        assert first_answer["answer_cache"] == "miss" and not first_answer["degraded"]
+        assert shed_answer["answer_cache"] == "miss" and shed_answer["load_shedding"] == [
+            "overload_max_tokens"
+        ]
+        # Alone now: the whole answer was kept, the shed one was not.
+        assert (await post(client, first)).json()["flashsight"]["answer_cache"] == "hit"
+        again = (await post(client, shed)).json()["flashsight"]
+        assert again["answer_cache"] == "miss" and not again["degraded"]

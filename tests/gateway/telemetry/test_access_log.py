@@ -51,6 +51,7 @@ async def test_one_json_access_line_per_request_with_what_happened(
     assert line["route"] == "cascade" and line["keyword"] == "为什么"
     assert line["images"] == meta["images"] and len(line["images"][0]) == 64  # SHA-256, not bytes
     assert line["cache"] == "miss" and line["degraded"] is False
+    assert line["answer_cache"] == "bypass"  # the cache is off by default
     assert line["models"] == {"vision": "ocr-lite", "reasoner": "smollm2-135m-instruct"}
     assert isinstance(line["latency_ms"], float) and line["latency_ms"] > 0
     assert "prompt" not in line  # prompts are logged only when enabled

@@ -42,6 +42,7 @@ def test_names_types_and_labels_follow_prometheus_conventions() -> None:
         "flashsight_gateway_stage_duration_seconds": ("histogram", {"stage"}),
         "flashsight_gateway_time_to_first_token_seconds": ("histogram", {"route"}),
         "flashsight_gateway_caption_cache": ("counter", {"result"}),
+        "flashsight_gateway_answer_cache": ("counter", {"result"}),
         "flashsight_gateway_degraded": ("counter", {"reason"}),
         "flashsight_gateway_circuit_state": ("gauge", {"upstream"}),
         "flashsight_gateway_in_flight": ("gauge", set()),
@@ -62,6 +63,9 @@ def test_names_types_and_labels_follow_prometheus_conventions() -> None:
     samples = scrape(metrics.render().decode())
     assert {labels for (n, labels) in samples if n == "flashsight_gateway_caption_cache_total"} == {
         (("result", r),) for r in ("hit", "miss", "unavailable")
+    }
+    assert {labels for (n, labels) in samples if n == "flashsight_gateway_answer_cache_total"} == {
+        (("result", r),) for r in ("hit", "miss", "bypass", "unavailable")
     }
     assert STAGES == ("admission", "caption", "vision", "reasoner", "total")
     assert CIRCUIT_STATES == {"closed": 0, "half_open": 1, "open": 2}
@@ -130,3 +134,20 @@ async def test_each_app_counts_its_own_requests(make_settings: Callable[..., Gat
     models = {"endpoint": "/v1/models", "route": "none", "status": "200"}
     assert value(first_samples, "flashsight_gateway_requests_total", **models) == 1
     assert value(second_samples, "flashsight_gateway_requests_total", **models) == 0
+
+
+async def test_the_answer_cache_counts_a_miss_then_a_hit(
+    make_settings: Callable[..., GatewaySettings],
+) -> None:
+    body = chat_body("为什么还没发货?", unique_png(), temperature=0)
+    async with gateway_client(make_settings(answer_cache=True)) as client:
+        first = await client.post(CHAT, json=body)
+        second = await client.post(CHAT, json=body)
+        assert (await client.post(CHAT, json={**body, "temperature": 0.5})).status_code == 200
+        samples = await get_metrics(client)
+    assert first.json()["flashsight"]["answer_cache"] == "miss"
+    assert second.json()["flashsight"]["answer_cache"] == "hit"
+    assert second.headers["X-FlashSight-Answer-Cache"] == "hit"
+    assert second.json()["choices"] == first.json()["choices"]
+    for result, count in (("miss", 1), ("hit", 1), ("bypass", 1), ("unavailable", 0)):
+        assert value(samples, "flashsight_gateway_answer_cache_total", result=result) == count

@@ -121,6 +121,10 @@ class AnswerSettings(_Section):
     """Overall budget of one request up to its answer (a stream: up to its first byte) → 504."""
     max_text_chars: Annotated[int, Field(ge=100)] = 32_000
     """Characters of text (all messages together) accepted in one chat request."""
+    answer_cache: bool = False
+    """Exact answer cache in Redis for deterministic requests (temperature 0 or a seed), per API key."""
+    answer_cache_ttl_s: Annotated[int, Field(ge=1)] = 3600
+    """How long a cached answer lives in Redis."""
 
     @field_validator("keywords_file", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ from gateway.errors import InvalidRequestError, install_error_handlers
 from gateway.images.admission import ImageAdmitter
 from gateway.images.fetch import ImageFetcher
 from gateway.images.safety import SafetyFilter
+from gateway.store.answer_cache import AnswerCache
 from gateway.store.caption_cache import CaptionCache
 from gateway.store.ratelimit import RateLimiter
 from gateway.store.redis_guard import RedisGuard
@@ -109,6 +110,7 @@ async def lifespan(app: FastAPI, settings: GatewaySettings, parts: _StartupParts
             vision=vision,
             reasoner=reasoner,
             shedder=parts.shedder,
+            answer_cache=AnswerCache.from_settings(settings.answer, guard),
         )
         parts.metrics.track_circuit("reasoner", lambda: reasoner.breaker.state)
         parts.metrics.track_circuit("redis", lambda: guard.breaker.state)

@@ -22,6 +22,7 @@ NOT_ROUTED_YET = ("tools", "tool_choice", "parallel_tool_calls", "chat_template_
 
 RouteName = Literal["direct", "cascade"]
 CacheStatus = Literal["hit", "miss", "partial", "unavailable"]
+AnswerCacheStatus = Literal["hit", "miss", "bypass", "unavailable"]
 DegradedReason = Literal[
     "reasoner_unavailable",
     "reasoner_timeout",
@@ -123,6 +124,8 @@ class FlashSightMeta(BaseModel):
     route_reason: Literal["keyword", "forced", "default", "no_image", "reasoner_language"]
     matched_keyword: str | None = None
     caption_cache: CacheStatus | None = None
+    answer_cache: AnswerCacheStatus | None = None
+    """The exact answer cache (gateway.store.answer_cache): hit, miss, bypass (not looked up), unavailable."""
     degraded: bool = False
     degraded_reason: DegradedReason | None = None
     notice: str | None = None
@@ -153,6 +156,14 @@ class FlashSightMeta(BaseModel):
         self.caption_cache = cache
         self.models.vision = vision_model
         self.timings_ms.caption = round(elapsed_ms, 1)
+
+    def record_answer_cache(
+        self, status: AnswerCacheStatus, models: dict[str, str | None] | None = None
+    ) -> None:
+        """The answer cache's outcome; on a hit, the models that wrote the replayed answer."""
+        self.answer_cache = status
+        if models:
+            self.models = ModelsUsed.model_validate(models)
 
     def mark_degraded(self, reason: DegradedReason) -> None:
         """Vision answers alone (the reasoner could not), and why; the notice tells the reader."""
@@ -191,6 +202,7 @@ class FlashSightMeta(BaseModel):
             "X-FlashSight-Route": self.route,
             "X-FlashSight-Keyword": quote(self.matched_keyword or "", safe=""),
             "X-FlashSight-Cache": self.caption_cache or "none",
+            "X-FlashSight-Answer-Cache": self.answer_cache or "none",
             "X-FlashSight-Degraded": (self.degraded_reason or "true") if self.degraded else "false",
             "X-FlashSight-Models": json.dumps(self.models.model_dump(), separators=(",", ":")),
             "X-FlashSight-Timings": ",".join(f"{k}={v:g}" for k, v in timings.items()),

@@ -22,3 +22,5 @@ class Job:
     """``time.perf_counter()`` when the request service took the request."""
     meta: FlashSightMeta
     captions: Captions | None = field(default=None)
+    answer_key: str | None = field(default=None)
+    """The answer cache key when this answer may be stored (deterministic, no ``no-store``)."""

@@ -11,7 +11,8 @@ full answer: its notice stays in the metadata). Streams are framed as: role chun
 vision answers alone], content deltas, finish chunk, [usage chunk when
 ``stream_options.include_usage``], ``[DONE]``; the last chunk before ``[DONE]`` carries
 ``flashsight``. A stream that loses the reasoner after its first token ends with the notice
-and ``finish_reason: "degraded"``.
+and ``finish_reason: "degraded"``. A hit of the answer cache replays as either shape, with a fresh
+id and ``created`` and the model that originally answered.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from flashsight_common.schemas import ChatCompletionChunk, ChunkChoice, Delta, U
 from flashsight_common.sse import DONE, encode_event
 
 from gateway.schemas import DEGRADED_NOTICE, FlashSightMeta
+from gateway.store.answer_cache import CachedAnswer
 
 MID_STREAM_FINISH_REASON = "degraded"
 
@@ -132,3 +134,31 @@ class ChunkWriter:
         return ChatCompletionChunk(
             id=self.id, model=self.model, created=self.created, choices=[choice], **extra
         )
+
+
+def cached_completion(meta: FlashSightMeta, answer: CachedAnswer) -> dict[str, Any]:
+    """A ``chat.completion`` replaying a cached answer: fresh id and time, the model that wrote it."""
+    message: dict[str, Any] = {"role": "assistant", "content": answer.content}
+    if answer.reasoning_content is not None:
+        message["reasoning_content"] = answer.reasoning_content
+    return {
+        **_holding_head("chat.completion", answer.model),
+        "choices": [{"index": 0, "message": message, "finish_reason": answer.finish_reason}],
+        "usage": answer.usage or Usage().model_dump(),
+        "flashsight": meta.model_dump(),
+    }
+
+
+async def cached_stream(
+    meta: FlashSightMeta, answer: CachedAnswer, *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    """A cached answer as an SSE stream framed like a live one: role, content, finish, [usage], [DONE]."""
+    writer = ChunkWriter(answer.model)
+    yield writer.role()
+    if answer.content or answer.reasoning_content:
+        yield writer.content(answer.content, answer.reasoning_content)
+    usage = Usage.model_validate(answer.usage) if answer.usage else None
+    for event in writer.closing(
+        meta, finish_reason=answer.finish_reason, extra={}, usage=usage, include_usage=include_usage
+    ):
+        yield event

@@ -6,10 +6,12 @@
 2. **refuse cheaply**: too much text, an unknown model or route (before any image work);
 3. **hold** under overload: the holding reply, no model called (``responses``);
 4. **admit** the images (``gateway.images``) and **choose the route** (``route_choice``);
+   then **look up** a deterministic request in the exact answer cache
+   (``gateway.store.answer_cache``): a hit is replayed (``responses``), no model called;
 5. **caption** the images on the cascade route (``captioning``, through the cache);
 6. **answer** from vision (direct) or the reasoner (cascade); a reasoner that cannot answer
    is replaced by vision, marked degraded (``degradation``); streamed answers are primed
-   and relayed (``streaming``);
+   and relayed (``streaming``); a whole, undegraded answer is stored in the answer cache;
 7. **build the response** (``responses``) with the ``flashsight`` metadata, which only
    changes through :class:`~gateway.schemas.FlashSightMeta`'s own methods.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,7 @@ from gateway.answer.upstream_bodies import reasoner_body, vision_body
 from gateway.errors import InvalidRequestError, RequestDeadlineError, UpstreamError
 from gateway.images.admission import ImageAdmitter
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
+from gateway.store.answer_cache import BYPASS, AnswerCache, CachedAnswer, CachePlan, from_completion, storable
 from gateway.telemetry.access_log import note_answer
 from gateway.upstreams.guarded import GuardedUpstream, ReasonerGuard
 
@@ -75,6 +78,7 @@ class AnswerService:
         shedder: LoadShedder,
         deadline_s: float,
         max_text_chars: int,
+        answer_cache: AnswerCache | None = None,
         reasoner_languages: tuple[str, ...] = ("*",),
     ) -> None:
         self.admitter = admitter
@@ -85,6 +89,7 @@ class AnswerService:
         self.shedder = shedder
         self.deadline_s = deadline_s
         self.max_text_chars = max_text_chars
+        self.answer_cache = answer_cache
         self.reasoner_languages = reasoner_languages
 
     @classmethod
@@ -98,6 +103,7 @@ class AnswerService:
         vision: GuardedUpstream,
         reasoner: ReasonerGuard,
         shedder: LoadShedder,
+        answer_cache: AnswerCache | None = None,
     ) -> AnswerService:
         """The service under ``GATEWAY_REQUEST_DEADLINE_S`` and ``GATEWAY_MAX_TEXT_CHARS``."""
         return cls(
@@ -109,17 +115,26 @@ class AnswerService:
             shedder=shedder,
             deadline_s=answer.request_deadline_s,
             max_text_chars=answer.max_text_chars,
+            answer_cache=answer_cache,
             reasoner_languages=answer.reasoner_languages,
         )
 
     # --- the path of one request ------------------------------------------------------------
 
     async def answer(
-        self, body: GatewayChatRequest, *, request_id: str, header_route: str | None = None
+        self,
+        body: GatewayChatRequest,
+        *,
+        request_id: str,
+        header_route: str | None = None,
+        cache_scope: str | None = None,
+        cache_control: str | None = None,
     ) -> Answered:
         """The answer to a parsed chat request (JSON or SSE); raises the request's HTTP error.
 
         ``header_route`` is the ``X-FlashSight-Route`` header as sent (any case, padded).
+        ``cache_scope`` is the caller identity the auth middleware set (None: the answer
+        cache is bypassed) and ``cache_control`` the ``Cache-Control`` header.
         """
         started = time.perf_counter()
         steps = self.shedder.enter()  # 1. count
@@ -131,10 +146,16 @@ class AnswerService:
                 answered = self._hold(body, forced, steps, request_id=request_id)
                 handed_to_stream = answered.events is not None
                 return answered
+            plan = self._plan(body, cache_scope, cache_control)  # the caller's fields, before shedding
             body = self.shedder.apply(body, steps)
             async with _deadline(self.deadline_s):
-                # 4. admit the images, choose the route
+                # 4. admit the images, choose the route, look the answer up
                 job = await self._admit(body, forced, request_id=request_id, started=started)
+                cached = await self._look_up(job, plan)
+                if cached is not None:
+                    answered = self._replay(job, cached)
+                    handed_to_stream = answered.events is not None
+                    return answered
                 if job.decision.route == "cascade" and job.images:
                     job.captions = await self._caption(job)  # 5. caption
                     self._gate_evidence(job)
@@ -143,6 +164,7 @@ class AnswerService:
                     events = await self._stream(job)
                 else:
                     answer = await self._complete(job)
+                    await self._store(job, answer)
             if body.stream:
                 handed_to_stream = True
                 return Answered(job.meta, events=self.shedder.guard_stream(events))
@@ -197,12 +219,57 @@ class AnswerService:
         question = _latest_user_text(admitted.request)
         decision = self._route(question, forced, has_images=bool(admitted.images))
         meta = self._routed_meta(
-            decision, question, request_id, images=[image.sha256 for image in admitted.images],
+            decision,
+            question,
+            request_id,
+            images=[image.sha256 for image in admitted.images],
             safety=admitted.safety,
         )
         meta.record_stage("admission", started=started)
         note_answer(meta, prompt=question)  # the access line and metrics read it when the request ends
         return Job(admitted.request, admitted.images, decision, request_id, started, meta)
+
+    def _plan(self, body: GatewayChatRequest, scope: str | None, cache_control: str | None) -> CachePlan:
+        if self.answer_cache is None:
+            return BYPASS
+        return self.answer_cache.plan(body, scope=scope, cache_control=cache_control)
+
+    async def _look_up(self, job: Job, plan: CachePlan) -> CachedAnswer | None:
+        """The cached answer, if any; records hit / miss / bypass / unavailable, keeps the key to store."""
+        if self.answer_cache is None or (plan.status == "bypass" and not plan.store):
+            job.meta.record_answer_cache("bypass")
+            return None
+        key = self.answer_cache.key(plan, job.request, job.images, job.decision.route)
+        job.answer_key = key if plan.store else None
+        if not plan.lookup:
+            job.meta.record_answer_cache("bypass")
+            return None
+        found = await self.answer_cache.get(key)
+        if found == "unavailable":
+            job.meta.record_answer_cache("unavailable")
+            return None
+        if found is None:
+            job.meta.record_answer_cache("miss")
+            return None
+        job.meta.record_answer_cache("hit", found.models)
+        return found
+
+    def _replay(self, job: Job, cached: CachedAnswer) -> Answered:
+        """A hit as the caller asked for it: JSON, or SSE framed like a live stream."""
+        meta = job.meta.finish(started=job.started)
+        if job.request.stream:
+            events = responses.cached_stream(meta, cached, include_usage=job.request.include_usage())
+            return Answered(meta, events=self.shedder.guard_stream(events))
+        return Answered(meta, completion=responses.cached_completion(meta, cached))
+
+    async def _store(self, job: Job, answer: dict[str, Any] | CachedAnswer) -> None:
+        """Keep a whole, undegraded answer for the next identical request (never a shed one)."""
+        if self.answer_cache is None or job.answer_key is None or job.meta.degraded:
+            return
+        models = job.meta.models.model_dump()
+        entry = answer if isinstance(answer, CachedAnswer) else from_completion(answer, models)
+        if entry is not None and storable(entry):
+            await self.answer_cache.put(job.answer_key, entry)
 
     def _route(self, question: str, forced: Route | None, *, has_images: bool) -> RouteDecision:
         """The keyword/forced route, unless the reasoner does not write the question's language."""
@@ -224,6 +291,8 @@ class AnswerService:
         if decision is not job.decision:
             job.decision = decision
             job.meta.mark_language_gated(evidence_notice(texts, self.reasoner_languages))
+            # A hit would skip the captions that decided this, and replay without the notice.
+            job.answer_key = None
 
     async def _caption(self, job: Job) -> Captions:
         captions = await self.captioner.caption(job.images, request_id=job.request_id)
@@ -251,7 +320,7 @@ class AnswerService:
     async def _stream(self, job: Job) -> AsyncIterator[bytes]:
         """The SSE byte stream; the source is primed first, so vision down is still a 503 here."""
         if job.decision.route == "direct":
-            return relay(job, await self._open_vision(job), answered_by="vision")
+            return relay(job, await self._open_vision(job), answered_by="vision", on_answer=self._stored(job))
         try:
             source = await self._open_reasoner(job)
         except UpstreamError as exc:
@@ -263,7 +332,19 @@ class AnswerService:
             job.meta.mark_degraded(degraded_reason(exc))
             return relay(job, await self._open_vision(job), answered_by="vision")
         job.meta.record_model("reasoner", source.model)
-        return relay(job, source, answered_by="reasoner", on_failure=self.reasoner.record_failure)
+        return relay(
+            job,
+            source,
+            answered_by="reasoner",
+            on_failure=self.reasoner.record_failure,
+            on_answer=self._stored(job),
+        )
+
+    def _stored(self, job: Job) -> Callable[[CachedAnswer], Awaitable[None]]:
+        async def store(answer: CachedAnswer) -> None:
+            await self._store(job, answer)
+
+        return store
 
     # --- the upstream calls --------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ and ``data: [DONE]``. Every chunk is built by :mod:`gateway.answer.responses`.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from flashsight_common.schemas import Usage
@@ -19,6 +19,7 @@ from flashsight_common.schemas import Usage
 from gateway.answer.job import Job
 from gateway.answer.responses import MID_STREAM_FINISH_REASON, ChunkWriter
 from gateway.errors import UpstreamError
+from gateway.store.answer_cache import CachedAnswer
 from gateway.upstreams.client import UpstreamStream
 
 logger = logging.getLogger(__name__)
@@ -72,9 +73,16 @@ async def relay(
     *,
     answered_by: Literal["vision", "reasoner"],
     on_failure: Callable[[], None] | None = None,
+    on_answer: Callable[[CachedAnswer], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """SSE bytes of ``source`` re-framed as the gateway's stream (the chunks: gateway.answer.responses)."""
+    """SSE bytes of ``source`` re-framed as the gateway's stream (the chunks: gateway.answer.responses).
+
+    ``on_answer`` is awaited with the whole answer after ``[DONE]`` went out, unless the
+    stream ended degraded or in an error (the answer cache stores it).
+    """
     writer = ChunkWriter(source.model or "unknown")
+    texts: list[str] = []
+    thoughts: list[str] = []
     finish: str | None = None
     usage: Usage | None = None
     extra: dict[str, Any] = {}
@@ -92,6 +100,8 @@ async def relay(
                 delta = choice.get("delta") or {}
                 text, thought = delta.get("content"), delta.get("reasoning_content")
                 if text or thought:
+                    texts.append(text or "")
+                    thoughts.append(thought or "")
                     yield writer.content(text, thought)
                 if choice.get("finish_reason"):
                     finish = choice["finish_reason"]
@@ -122,3 +132,14 @@ async def relay(
         )
     for event in ending:
         yield event
+    if on_answer is not None and error is None and not meta.degraded:
+        await on_answer(
+            CachedAnswer(
+                content="".join(texts),
+                finish_reason=finish or "stop",
+                model=writer.model,
+                reasoning_content="".join(thoughts) or None,
+                usage=usage.model_dump() if usage else None,
+                models=meta.models.model_dump(),
+            )
+        )

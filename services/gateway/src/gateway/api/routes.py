@@ -34,9 +34,16 @@ async def chat_completions(
     service: AnswerServiceDep,
     request_id: RequestIdDep,
     x_flashsight_route: str | None = Header(default=None),
+    cache_control: str | None = Header(default=None),
 ) -> Response:
     body = parse_chat_request(await request.body())
-    answered = await service.answer(body, request_id=request_id, header_route=x_flashsight_route)
+    answered = await service.answer(
+        body,
+        request_id=request_id,
+        header_route=x_flashsight_route,
+        cache_scope=getattr(request.state, "caller", None),  # set by the auth middleware
+        cache_control=cache_control,
+    )
     headers = answered.meta.headers()
     if answered.events is not None:
         # Timings and a mid-stream degradation are only known at the end: see the last chunk.

@@ -3,7 +3,7 @@
 The middleware opens a :class:`RequestRecord` per request (in a context variable, so
 the request service can fill it in without knowing about HTTP) and hands it to
 :meth:`AccessRecorder.finish` once the last byte is sent. The access line carries the
-id, route, image hashes, cache outcome, degradation, status and latency; never image
+id, route, image hashes, cache outcomes (caption, answer), degradation, status and latency; never image
 bytes nor keys, and the prompt only when ``GATEWAY_LOG_PROMPTS=true``.
 """
 
@@ -88,6 +88,7 @@ class AccessRecorder:
                 "keyword": meta.matched_keyword,
                 "images": meta.images,
                 "cache": meta.caption_cache,
+                "answer_cache": meta.answer_cache,
                 "degraded": meta.degraded_reason if meta.degraded else False,
                 "models": meta.models.model_dump(exclude_none=True),
                 "stream": streamed,

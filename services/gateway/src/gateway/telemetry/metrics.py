@@ -1,7 +1,7 @@
 """Prometheus metrics of the gateway, in a registry owned by its app (no globals).
 
-Recorded in three places: the request middleware (requests, stage latencies, degraded
-answers, time to first streamed byte, in-flight), the captioner (cache outcome per
+Recorded in three places: the request middleware (requests, stage latencies, answer cache
+outcome, degraded answers, time to first streamed byte, in-flight), the captioner (cache outcome per
 distinct image looked up) and, at scrape time, the circuit breakers (their state).
 ``docs/operations.md`` says what each series means and what to alert on.
 """
@@ -57,6 +57,12 @@ class GatewayMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.answer_cache = Counter(
+            "flashsight_gateway_answer_cache_total",
+            "Exact answer cache outcome per chat request (bypass: not deterministic, no-cache, or off)",
+            ["result"],
+            registry=self.registry,
+        )
         self.degraded = Counter(
             "flashsight_gateway_degraded_total",
             "Answers given by the vision model alone because the reasoner could not answer, by reason",
@@ -74,6 +80,8 @@ class GatewayMetrics:
         )
         for result in ("hit", "miss", "unavailable"):  # present at 0, so rate() works from the start
             self.caption_cache.labels(result=result)
+        for result in ("hit", "miss", "bypass", "unavailable"):
+            self.answer_cache.labels(result=result)
 
     def track_circuit(self, upstream: str, read_state: Callable[[], str]) -> None:
         """Report ``read_state()`` (a breaker's ``state``) at every scrape."""
@@ -104,6 +112,8 @@ class GatewayMetrics:
                 self.stage_duration.labels(stage=stage).observe(ms / 1000)
         # total from the middleware's clock: it includes sending the last byte of a stream
         self.stage_duration.labels(stage="total").observe(elapsed_s)
+        if meta.answer_cache:
+            self.answer_cache.labels(result=meta.answer_cache).inc()
         if meta.degraded and meta.degraded_reason:
             self.degraded.labels(reason=meta.degraded_reason).inc()
         if streamed and first_byte_s is not None and status == 200:
