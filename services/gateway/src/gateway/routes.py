@@ -22,6 +22,7 @@ from gateway.deps import (
     VisionDep,
 )
 from gateway.metrics import CONTENT_TYPE_LATEST
+from gateway.numbers import check_numbers
 from gateway.routing import MODEL_ROUTES
 from gateway.schemas import GatewayChatRequest
 
@@ -31,9 +32,12 @@ router = APIRouter()
 def parse_chat_request(raw: bytes) -> GatewayChatRequest:
     """Parse the body here, so bad JSON and bad fields both get the OpenAI-shaped 400 naming the field."""
     try:
-        return GatewayChatRequest.model_validate_json(raw)
+        request = GatewayChatRequest.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
+    # Messages hold only strings (their extra fields are dropped); every other field is passed on.
+    check_numbers(request.model_dump(exclude={"messages"}, exclude_none=True))
+    return request
 
 
 @router.post("/v1/chat/completions")

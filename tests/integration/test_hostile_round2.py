@@ -1,0 +1,150 @@
+"""Issue 13, second hardening round: the hostile bytes of each finding, sent to a real gateway.
+
+The gateway is ``python -m gateway`` with API keys set (the configuration the findings
+were made against), in front of recording OpenAI stub processes and a private Redis.
+Each test sends the finding's bytes (over a raw socket where HTTP framing matters) and
+asserts the safe outcome; none may produce a 5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.gateway_procs import RedisProcess, gateway_process, stub_process
+from tests.support.servers import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+KEY = "round2-test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+@pytest.fixture(scope="module")
+def stubs() -> Iterator[tuple[ServiceProcess, ServiceProcess, RedisProcess]]:
+    with (
+        RedisProcess() as redis,
+        stub_process("ocr-lite", record=True) as vision,
+        stub_process("stub-reasoner", record=True) as reasoner,
+    ):
+        yield vision, reasoner, redis
+
+
+def keyed_gateway(
+    stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess], **env: str
+) -> ServiceProcess:
+    vision, reasoner, redis = stubs
+    return gateway_process(
+        vision=vision, reasoner=reasoner, redis=redis, env={"GATEWAY_API_KEYS": KEY, **env}
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess]) -> Iterator[ServiceProcess]:
+    with keyed_gateway(stubs) as gw:
+        yield gw
+
+
+def _chat(**extra: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": "hi"}], **extra}
+
+
+def _post(gateway: ServiceProcess, body: dict[str, Any] | bytes, **headers: str) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    with httpx.Client(base_url=gateway.base_url, timeout=30) as client:
+        return client.post(
+            "/v1/chat/completions",
+            content=raw,
+            headers={"Content-Type": "application/json", **AUTH, **headers},
+        )
+
+
+def _raw(gateway: ServiceProcess, data: bytes, *, wait_s: float = 5.0) -> bytes:
+    """Send ``data`` in one ``sendall`` on a fresh socket; everything received until close or ``wait_s``."""
+    received = b""
+    with socket.create_connection((gateway.host, gateway.port), timeout=wait_s) as sock:
+        try:
+            sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused and closed while still sending: what was answered is still readable
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+def _statuses(raw: bytes) -> list[int]:
+    return [int(line.split()[1]) for line in raw.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+# --- finding 1: oversized integers ---------------------------------------------------------------
+
+BIG = 18446744073709551616  # 2**64
+
+OVERSIZED_NUMBERS: list[tuple[str, dict[str, Any], str]] = [
+    ("seed", _chat(seed=BIG), "seed"),
+    ("seed-negative", _chat(seed=-BIG), "seed"),
+    ("max-tokens", _chat(max_tokens=BIG), "max_tokens"),
+    ("max-completion-tokens", _chat(max_completion_tokens=BIG), "max_completion_tokens"),
+    ("seed-streamed", _chat(seed=BIG, stream=True), "seed"),
+    ("thousand-digits", _chat(seed=10**1000), "seed"),
+    ("extra-field", _chat(user_budget=BIG), "user_budget"),
+    (
+        "json-schema",
+        _chat(
+            response_format={
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "x",
+                    "schema": {"type": "object", "properties": {"n": {"type": "integer", "maximum": BIG}}},
+                },
+            }
+        ),
+        "response_format.json_schema.schema.properties.n.maximum",
+    ),
+    (
+        "json-schema-streamed",
+        _chat(
+            stream=True,
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"enum": [1, BIG]}}},
+        ),
+        "response_format.json_schema.schema.enum.1",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", OVERSIZED_NUMBERS, ids=[c[0] for c in OVERSIZED_NUMBERS])
+def test_oversized_integer_is_a_400_naming_the_field(
+    gateway: ServiceProcess, case: tuple[str, dict[str, Any], str]
+) -> None:
+    _, body, field = case
+    resp = _post(gateway, body)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "number_out_of_range"
+    assert error["param"] == field
+    assert error["message"].startswith(f"{field}: ") and "between" in error["message"], error["message"]
+
+
+def test_infinity_in_an_extra_field_is_refused(gateway: ServiceProcess) -> None:
+    resp = _post(gateway, b'{"model":"auto","messages":[{"role":"user","content":"hi"}],"budget":1e400}')
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["param"] == "budget"
+
+
+def test_largest_64_bit_seed_is_still_served(gateway: ServiceProcess) -> None:
+    resp = _post(gateway, _chat(seed=2**63 - 1))
+    assert resp.status_code == 200, resp.text
+
