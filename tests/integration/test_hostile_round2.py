@@ -9,6 +9,7 @@ asserts the safe outcome; none may produce a 5xx.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -86,7 +87,8 @@ def _raw(gateway: ServiceProcess, data: bytes, *, wait_s: float = 5.0) -> bytes:
 
 
 def _statuses(raw: bytes) -> list[int]:
-    return [int(line.split()[1]) for line in raw.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+    """The status codes of the responses in ``raw`` (a response may follow a body on its line)."""
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", raw)]
 
 
 # --- finding 1: oversized integers ---------------------------------------------------------------
@@ -147,4 +149,35 @@ def test_infinity_in_an_extra_field_is_refused(gateway: ServiceProcess) -> None:
 def test_largest_64_bit_seed_is_still_served(gateway: ServiceProcess) -> None:
     resp = _post(gateway, _chat(seed=2**63 - 1))
     assert resp.status_code == 200, resp.text
+
+
+# --- finding 3: the header-size cap, whatever the reads look like ----------------------------
+
+GET_MODELS = f"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n".encode()
+
+
+def test_one_huge_header_in_a_single_read_is_refused(gateway: ServiceProcess) -> None:
+    raw = _raw(gateway, GET_MODELS + b"X-Big: " + b"a" * 120_000 + b"\r\n\r\n")
+    assert _statuses(raw) == [431], raw[:300]
+    assert b"request line and headers exceed" in raw
+
+
+def test_ten_thousand_tiny_headers_are_refused(gateway: ServiceProcess) -> None:
+    headers = b"".join(b"X-%d: 1\r\n" % i for i in range(10_000))
+    raw = _raw(gateway, GET_MODELS + headers + b"\r\n")
+    assert _statuses(raw) == [431], raw[:300]
+    assert b"more than 100 request headers" in raw
+
+
+def test_pipelined_second_request_with_a_huge_header_is_refused(gateway: ServiceProcess) -> None:
+    first = GET_MODELS + b"\r\n"
+    second = GET_MODELS + b"X-Big: " + b"a" * 250_000 + b"\r\n\r\n"
+    raw = _raw(gateway, first + second)
+    statuses = _statuses(raw)
+    assert 431 in statuses and statuses.count(200) <= 1, raw[-300:]
+
+
+def test_headers_just_under_the_cap_in_one_read_are_served(gateway: ServiceProcess) -> None:
+    raw = _raw(gateway, GET_MODELS + b"X-Pad: " + b"a" * 12_000 + b"\r\nConnection: close\r\n\r\n")
+    assert _statuses(raw) == [200], raw[:300]
 
