@@ -181,3 +181,91 @@ def test_headers_just_under_the_cap_in_one_read_are_served(gateway: ServiceProce
     raw = _raw(gateway, GET_MODELS + b"X-Pad: " + b"a" * 12_000 + b"\r\nConnection: close\r\n\r\n")
     assert _statuses(raw) == [200], raw[:300]
 
+
+# --- finding 2: idle and slow connections are not held for ever --------------------------------
+
+HEAD_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 2.0
+MAX_CONNECTIONS = 20
+
+
+@pytest.fixture(scope="module")
+def strict_gateway(stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess]) -> Iterator[ServiceProcess]:
+    env = {
+        "GATEWAY_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S),
+        "GATEWAY_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+        "GATEWAY_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+    }
+    with keyed_gateway(stubs, **env) as gw:
+        yield gw
+
+
+def _closed_by_server(sock: socket.socket, within_s: float) -> bytes | None:
+    """What the server sent before closing the socket, or None if it was still open after ``within_s``."""
+    sock.settimeout(within_s)
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except TimeoutError:
+        return None
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_silent_connections_are_closed_after_the_head_timeout(strict_gateway: ServiceProcess) -> None:
+    idle = [socket.create_connection((strict_gateway.host, strict_gateway.port)) for _ in range(15)]
+    try:
+        started = time.monotonic()
+        outcomes = [_closed_by_server(sock, within_s=HEAD_TIMEOUT_S + 3) for sock in idle]
+        assert all(out == b"" for out in outcomes), outcomes  # closed, nothing said
+        assert time.monotonic() - started < HEAD_TIMEOUT_S + 3
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_connections_past_the_cap_get_503_and_are_closed(strict_gateway: ServiceProcess) -> None:
+    held = [socket.create_connection((strict_gateway.host, strict_gateway.port)) for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)  # all accepted by the server
+        with socket.create_connection((strict_gateway.host, strict_gateway.port)) as extra:
+            answer = _closed_by_server(extra, within_s=3)
+        assert answer is not None and _statuses(answer) == [503], answer
+        assert b"maximum of 20 connections" in answer
+    finally:
+        for sock in held:
+            sock.close()
+    time.sleep(HEAD_TIMEOUT_S)  # the cap frees as soon as they go: a real client is served again
+    with httpx.Client(base_url=strict_gateway.base_url, timeout=10) as client:
+        assert client.get("/v1/models", headers=AUTH).status_code == 200
+
+
+def test_a_trickled_request_head_gets_408(strict_gateway: ServiceProcess) -> None:
+    with socket.create_connection((strict_gateway.host, strict_gateway.port)) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(3):
+            time.sleep(HEAD_TIMEOUT_S / 2)
+            try:
+                sock.sendall(b"X-Slow: 1\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        answer = _closed_by_server(sock, within_s=HEAD_TIMEOUT_S + 3)
+    assert answer is not None and _statuses(answer) == [408], answer
+    assert b"did not arrive within 1s" in answer
+
+
+def test_a_trickled_body_gets_408_and_counts_as_client_gone(strict_gateway: ServiceProcess) -> None:
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {KEY}\r\nContent-Length: 100\r\n\r\n"
+    ).encode()
+    with socket.create_connection((strict_gateway.host, strict_gateway.port)) as sock:
+        sock.sendall(head + b"{")
+        started = time.monotonic()
+        answer = _closed_by_server(sock, within_s=BODY_TIMEOUT_S + 3)
+    assert answer is not None and _statuses(answer) == [408], answer
+    assert BODY_TIMEOUT_S - 0.5 < time.monotonic() - started < BODY_TIMEOUT_S + 3
+    assert b"request body did not arrive" in answer
+

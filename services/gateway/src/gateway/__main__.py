@@ -8,19 +8,21 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 from flashsight_common.logs import configure_logging
 from pydantic import ValidationError
 
 from gateway.config import GatewaySettings
-from gateway.httpserver import HeaderCappedHttpToolsProtocol
+from gateway.connguard import ConnectionLimits, GuardedHttpProtocol
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 # GATEWAY_HTTP_PARSER → uvicorn's ``http=``; both cap request line + headers at
-# h11_max_incomplete_event_size (GATEWAY_MAX_HEADER_BYTES).
+# h11_max_incomplete_event_size (GATEWAY_MAX_HEADER_BYTES); only httptools (the default)
+# also has the connection guards (head/body timeouts, connection cap: gateway.connguard).
 _HTTP_PROTOCOLS: dict[str, type[asyncio.Protocol] | str] = {
-    "httptools": HeaderCappedHttpToolsProtocol,
+    "httptools": GuardedHttpProtocol,
     "h11": "h11",
 }
 
@@ -48,11 +50,25 @@ def main() -> None:
         logging.getLogger("gateway").warning(
             "%d workers: each keeps its own /metrics registry and circuit breakers", settings.workers
         )
-        uvicorn.run(
-            "gateway.__main__:app_from_env", factory=True, workers=settings.workers, **_server(settings)
-        )
+        serve(uvicorn.Config("gateway.__main__:app_from_env", factory=True, **_server(settings)), settings)
     else:
-        uvicorn.run(app, **_server(settings))
+        serve(uvicorn.Config(app, **_server(settings)), settings)
+
+
+def serve(config: uvicorn.Config, settings: GatewaySettings) -> None:
+    """``uvicorn.run``, with the connection limits on the config (pickled to worker processes with it)."""
+    config.connection_limits = ConnectionLimits(  # type: ignore[attr-defined]  # read by GuardedHttpProtocol
+        head_timeout_s=settings.head_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+        max_connections=settings.max_connections,
+    )
+    server = uvicorn.Server(config)
+    if settings.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
+        if not server.started:
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
 
 
 def build_app(settings: GatewaySettings) -> FastAPI:
@@ -80,6 +96,7 @@ def _server(settings: GatewaySettings) -> dict[str, Any]:
         "timeout_keep_alive": max(1, round(settings.keepalive_timeout_s)),
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         "http": _HTTP_PROTOCOLS[settings.http_parser],
+        "workers": settings.workers,
         "timeout_graceful_shutdown": 10,
     }
 

@@ -102,8 +102,16 @@ class GatewaySettings(BaseSettings):
     """Idle client keep-alive connections are closed after this."""
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
     """Largest request line + headers buffered per connection (either parser)."""
+    head_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    """A new connection (and each request from its first byte) must send its whole head in this time."""
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """A request body must be complete within this time of its head (else 408)."""
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 512
+    """Open client connections; more are answered 503 and closed. Keep below ``ulimit -n``
+    minus the upstream pools (2 x ``upstream_max_connections``) and Redis."""
     http_parser: Literal["h11", "httptools"] = "httptools"
-    """Both enforce ``max_header_bytes``; httptools (C) serves ~25% more requests/s than h11 (Python)."""
+    """Both enforce ``max_header_bytes``; httptools (C) serves ~25% more requests/s than h11 (Python),
+    and only httptools has the head/body timeouts and the connection cap."""
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     """Gateway processes on the one port. 1 measured best on 2 cores shared with the models;
     more pay only with idle cores, and each keeps its own /metrics and circuit state."""
