@@ -269,3 +269,44 @@ def test_a_trickled_body_gets_408_and_counts_as_client_gone(strict_gateway: Serv
     assert BODY_TIMEOUT_S - 0.5 < time.monotonic() - started < BODY_TIMEOUT_S + 3
     assert b"request body did not arrive" in answer
 
+
+# --- finding 4: the prompt budget counts messages, parts and template markers -------------------
+
+
+def _recorded(stub: ServiceProcess) -> int:
+    with httpx.Client(base_url=stub.base_url, timeout=10) as client:
+        return len(client.get("/_stub/requests").json())
+
+
+def test_six_hundred_thousand_empty_messages_are_refused_before_any_model_call(
+    gateway: ServiceProcess, stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess]
+) -> None:
+    vision, reasoner, _ = stubs
+    before = (_recorded(vision), _recorded(reasoner))
+    body = b'{"model":"auto","messages":[' + b",".join([b'{"role":"user","content":""}'] * 600_000) + b"]}"
+    assert len(body) > 15_000_000
+    started = time.monotonic()
+    resp = _post(gateway, body)
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "prompt_too_large" and error["param"] == "messages"
+    assert "600,000 messages; at most 256" in error["message"]
+    assert time.monotonic() - started < 20
+    assert (_recorded(vision), _recorded(reasoner)) == before
+
+
+def test_too_many_content_parts_are_refused(gateway: ServiceProcess) -> None:
+    parts = [{"type": "text", "text": ""}] * 65
+    resp = _post(gateway, {"model": "auto", "messages": [{"role": "user", "content": parts}]})
+    assert resp.status_code == 400, resp.text
+    assert "65 content parts together; at most 64" in resp.json()["error"]["message"]
+
+
+def test_template_markers_count_against_the_text_cap(gateway: ServiceProcess) -> None:
+    # 250 x 120 = 30,000 characters of text: under 32,000 by text alone, over it with 16 per message.
+    messages = [{"role": "user", "content": "x" * 120}] * 250
+    resp = _post(gateway, {"model": "auto", "messages": messages})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "text_too_long" and "34,000 characters" in error["message"]
+

@@ -18,23 +18,17 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 from flashsight_common.sse import SSE_HEADERS, SSE_MEDIA_TYPE
 
-from gateway.errors import InvalidRequestError, RequestDeadlineError
+from gateway.errors import RequestDeadlineError
 from gateway.fastjson import FastJSONResponse
 from gateway.pipeline import Pipeline
+from gateway.promptbudget import check_prompt_cost
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
 from gateway.shedding import LoadShedder, holding_answer, holding_stream, mark_shed
 
 
 def check_text_size(request: GatewayChatRequest, *, max_chars: int) -> None:
-    """400 when the conversation's text exceeds ``max_chars`` (the models could not read it anyway)."""
-    total = sum(len(m.text()) for m in request.messages)
-    if total > max_chars:
-        raise InvalidRequestError(
-            f"the messages hold {total:,} characters of text; at most {max_chars:,} are accepted "
-            "(shorten the conversation or the prompt)",
-            param="messages",
-            code="text_too_long",
-        )
+    """400 when the conversation's prompt (text + template markers) exceeds ``max_chars``."""
+    check_prompt_cost([m.text() for m in request.messages], max_chars=max_chars)
 
 
 @asynccontextmanager

@@ -78,7 +78,12 @@ class GatewaySettings(BaseSettings):
     """Overall budget of one request up to its answer (a stream: up to its first byte) → 504."""
 
     max_text_chars: Annotated[int, Field(ge=100)] = 32_000
-    """Characters of text (all messages together) accepted in one chat request."""
+    """Characters of prompt accepted in one chat request: all messages' text plus 16 per message
+    for the chat template's markers."""
+    max_messages: Annotated[int, Field(ge=1, le=100_000)] = 256
+    """Messages accepted in one chat request (counted before they are parsed)."""
+    max_content_parts: Annotated[int, Field(ge=1, le=100_000)] = 64
+    """Content parts (text and image_url, all messages together) accepted in one chat request."""
 
     api_keys: Annotated[tuple[str, ...], NoDecode] = ()
     """Accepted API keys, comma-separated (kept only as SHA-256). None here or in the file: open."""

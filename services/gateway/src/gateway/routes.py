@@ -11,6 +11,7 @@ from flashsight_common.schemas import ModelCard, ModelList
 from pydantic import ValidationError
 
 from gateway.chat import serve_chat
+from gateway.config import GatewaySettings
 from gateway.deps import (
     MetricsDep,
     PipelineDep,
@@ -29,10 +30,11 @@ from gateway.schemas import GatewayChatRequest
 router = APIRouter()
 
 
-def parse_chat_request(raw: bytes) -> GatewayChatRequest:
+def parse_chat_request(raw: bytes, settings: GatewaySettings) -> GatewayChatRequest:
     """Parse the body here, so bad JSON and bad fields both get the OpenAI-shaped 400 naming the field."""
+    limits = {"max_messages": settings.max_messages, "max_parts": settings.max_content_parts}
     try:
-        request = GatewayChatRequest.model_validate_json(raw)
+        request = GatewayChatRequest.model_validate_json(raw, context={"prompt_limits": limits})
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
     # Messages hold only strings (their extra fields are dropped); every other field is passed on.
@@ -49,7 +51,7 @@ async def chat_completions(
     request_id: RequestIdDep,
     x_flashsight_route: str | None = Header(default=None),
 ) -> Response:
-    body = parse_chat_request(await request.body())
+    body = parse_chat_request(await request.body(), settings)
     return await serve_chat(
         body,
         pipeline=pipeline,

@@ -13,7 +13,9 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from flashsight_common.schemas import ChatCompletionRequest
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from gateway.promptbudget import check_counts
 
 RouteName = Literal["direct", "cascade"]
 CacheStatus = Literal["hit", "miss", "partial", "unavailable"]
@@ -44,6 +46,15 @@ class GatewayChatRequest(ChatCompletionRequest):
 
     route: RouteName | None = None
     flashsight: RouteOptions | None = None
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _bound_counts(cls, value: Any, info: ValidationInfo) -> Any:
+        # Before any message object is built: 600,000 empty messages must cost a count, not 600,000 objects.
+        limits = (info.context or {}).get("prompt_limits")
+        if limits is not None:
+            check_counts(value, max_messages=limits["max_messages"], max_parts=limits["max_parts"])
+        return value
 
     @model_validator(mode="after")
     def _check_content_present(self) -> GatewayChatRequest:
