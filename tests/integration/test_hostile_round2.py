@@ -8,14 +8,18 @@ asserts the safe outcome; none may produce a 5xx.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import socket
+import struct
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.support.gateway_procs import RedisProcess, gateway_process, stub_process
@@ -310,3 +314,61 @@ def test_template_markers_count_against_the_text_cap(gateway: ServiceProcess) ->
     error = resp.json()["error"]
     assert error["code"] == "text_too_long" and "34,000 characters" in error["message"]
 
+
+# --- finding 5: 16-bit images are budgeted by their decoded bytes --------------------------------
+
+
+def _png_16bit_rgba(width: int, height: int) -> bytes:
+    """A valid all-zero 16-bit RGBA PNG (8 bytes a pixel decoded), compressed row by row."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + width * 8)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _images_request(*pngs: bytes) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"type": "text", "text": "what is this?"}]
+    for png in pngs:
+        parts.append({"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}})
+    return {"model": "direct", "messages": [{"role": "user", "content": parts}]}
+
+
+def _rss_mb(process: ServiceProcess) -> float:
+    assert process.pid is not None
+    return psutil.Process(process.pid).memory_info().rss / 2**20
+
+
+def test_four_16_bit_pngs_are_refused_without_decoding(gateway: ServiceProcess) -> None:
+    png = _png_16bit_rgba(6300, 6300)
+    assert len(png) < 400_000  # ~300 KB each, 40 M pixels: under the pixel cap
+    before = _rss_mb(gateway)
+    resp = _post(gateway, _images_request(png, png, png, png))
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["code"] == "image_too_large"
+    assert "4 images take 1211.2 MB decoded together" in error["message"]
+    assert _rss_mb(gateway) - before < 150  # the 1.6 MB body and its copies, never the 1.2 GB of pixels
+    one = _post(gateway, _images_request(png))  # alone, it is over the per-image budget
+    assert one.status_code == 400, one.text
+    assert "6300x6300 with 4 channels of 16 bits: 302.8 MB decoded" in one.json()["error"]["message"]
+
+
+def test_16_bit_images_over_the_request_budget_are_refused(gateway: ServiceProcess) -> None:
+    png = _png_16bit_rgba(3000, 3000)  # 69 MB decoded each: under the per-image budget
+    resp = _post(gateway, _images_request(png, png, png, png))
+    assert resp.status_code == 400, resp.text
+    assert "decoded together" in resp.json()["error"]["message"]
+
+
+def test_memory_is_given_back_after_a_large_decode(gateway: ServiceProcess) -> None:
+    png = _png_16bit_rgba(4000, 4000)  # 122 MB decoded: accepted, normalised to 1024 px
+    baseline = _rss_mb(gateway)
+    resp = _post(gateway, _images_request(png))
+    assert resp.status_code == 200, resp.text
+    time.sleep(0.5)
+    assert _rss_mb(gateway) - baseline < 120, (baseline, _rss_mb(gateway))

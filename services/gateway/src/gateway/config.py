@@ -60,6 +60,12 @@ class GatewaySettings(BaseSettings):
     max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     max_side: Annotated[int, Field(ge=32, le=8192)] = 1024
     max_images_per_request: Annotated[int, Field(ge=1, le=64)] = 4
+    max_decoded_bytes_per_image: Annotated[int, Field(ge=1024 * 1024)] = 160 * _MB
+    """Decoded size (pixels x channels x bytes per channel) of one image; 160 MB = 40 M pixels of 8-bit RGBA."""
+    max_decoded_bytes_per_request: Annotated[int, Field(ge=1024 * 1024)] = 256 * _MB
+    """Decoded size of all images of one request together (checked from their headers, before decoding)."""
+    decode_workers: Annotated[int, Field(ge=1, le=64)] = 2
+    """Threads decoding images (all requests share them): how many large images are in memory at once."""
 
     allow_http_images: bool = False
     image_domain_allowlist: Annotated[tuple[str, ...], NoDecode] = ()

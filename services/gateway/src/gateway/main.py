@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
@@ -50,7 +51,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     keywords = KeywordTable.load(settings.keywords_file)  # a broken keyword file fails now, not per request
     limits = ImageLimits(
-        max_image_bytes=settings.max_image_bytes, max_pixels=settings.max_pixels, max_side=settings.max_side
+        max_image_bytes=settings.max_image_bytes,
+        max_pixels=settings.max_pixels,
+        max_side=settings.max_side,
+        max_decoded_bytes=settings.max_decoded_bytes_per_image,
     )
     metrics = GatewayMetrics()  # per app: the middleware needs it before the lifespan runs
     keys = KeyStore.load(settings.api_keys, settings.api_keys_file)  # an unreadable file fails now
@@ -93,6 +97,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 )
             )
             stack.push_async_callback(fetcher.aclose)
+            decoder = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="image-decode")
+            stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
             vision_client = _upstream_client(
                 "vision",
                 settings.vision_url,
@@ -132,6 +138,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     max_images=settings.max_images_per_request,
                     fetcher=fetcher,
                     safety=safety,
+                    decoder=decoder,
+                    max_request_decoded_bytes=settings.max_decoded_bytes_per_request,
                 ),
                 keywords=keywords,
                 captioner=Captioner(
