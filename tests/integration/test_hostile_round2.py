@@ -372,3 +372,30 @@ def test_memory_is_given_back_after_a_large_decode(gateway: ServiceProcess) -> N
     assert resp.status_code == 200, resp.text
     time.sleep(0.5)
     assert _rss_mb(gateway) - baseline < 120, (baseline, _rss_mb(gateway))
+
+
+# --- finding 6: no body is read without a key on exempt paths or OPTIONS ------------------------
+
+BIG_DECLARED = 25_000_000  # under the default 25 MB body cap: only not reading it protects
+
+
+def _answer_before_the_body(gateway: ServiceProcess, method: str, path: str) -> bytes:
+    """Declare a 25 MB body, send 64 KB of it, and read what comes back within 3 s (never the rest)."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {BIG_DECLARED}\r\n\r\n".encode()
+    with socket.create_connection((gateway.host, gateway.port)) as sock:
+        sock.sendall(head + b"x" * 65536)
+        answer = _closed_by_server(sock, within_s=3)
+    assert answer is not None, f"{method} {path}: the gateway waited for the 25 MB body"
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/healthz"), ("POST", "/readyz"), ("PUT", "/"), ("POST", "/static/app.js"),
+     ("OPTIONS", "/v1/chat/completions"), ("OPTIONS", "/healthz")],
+)
+def test_unauthenticated_bodies_are_never_read(gateway: ServiceProcess, method: str, path: str) -> None:
+    answer = _answer_before_the_body(gateway, method, path)
+    assert _statuses(answer) == [405], answer[:300]
+    assert b"connection: close" in answer.lower()
+

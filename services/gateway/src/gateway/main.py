@@ -20,6 +20,7 @@ from flashsight_common.requestid import RequestIdMiddleware
 from gateway.access import AccessRecorder
 from gateway.admission import ImageAdmitter
 from gateway.auth import KeyStore
+from gateway.bodyless import BodylessMiddleware
 from gateway.cache import CaptionCache
 from gateway.captioning import Captioner
 from gateway.config import GatewaySettings
@@ -191,6 +192,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         bad_length_code=InvalidRequestError.default_code,
     )
     app.add_middleware(GatekeeperMiddleware, keys=keys)  # before the body is read
+    app.add_middleware(BodylessMiddleware)  # before the key check: OPTIONS and exempt paths read no body
     app.add_middleware(AccessMiddleware, recorder=AccessRecorder(metrics, log_prompts=settings.log_prompts))
     app.add_middleware(RequestIdMiddleware)
     return app
