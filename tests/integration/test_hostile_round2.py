@@ -399,3 +399,32 @@ def test_unauthenticated_bodies_are_never_read(gateway: ServiceProcess, method: 
     assert _statuses(answer) == [405], answer[:300]
     assert b"connection: close" in answer.lower()
 
+
+# --- finding 7: a client that leaves is a 499, not a 500 ----------------------------------------
+
+
+def _requests_counted(gateway: ServiceProcess, status: int) -> float:
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        text = client.get("/metrics", headers=AUTH).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("flashsight_gateway_requests_total{") and f'status="{status}"' in line
+    )
+
+
+def test_abandoned_requests_count_as_499(gateway: ServiceProcess) -> None:
+    errors_before = _requests_counted(gateway, 500)
+    gone_before = _requests_counted(gateway, 499)
+    for path in ("/healthz", "/v1/chat/completions"):
+        for _ in range(5):
+            with socket.create_connection((gateway.host, gateway.port)) as sock:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+                )
+                time.sleep(0.05)
+    time.sleep(0.5)
+    assert _requests_counted(gateway, 500) == errors_before
+    assert _requests_counted(gateway, 499) - gone_before == 5  # the chat requests; /healthz: 405 unread
+    assert "status=500" not in gateway.log_tail(200)

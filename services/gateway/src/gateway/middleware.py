@@ -9,11 +9,15 @@ request id is set while the access line is written. Pure ASGI (not
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.access import QUIET_PATHS, AccessRecorder, RequestRecord, current_record
+
+CLIENT_CLOSED_REQUEST = 499
+"""nginx's status for a request whose client went away before it was answered: not a server error."""
 
 
 class AccessMiddleware:
@@ -29,7 +33,7 @@ class AccessMiddleware:
             return
         record = RequestRecord()
         record_token = current_record.set(record)
-        status = 500
+        status = CLIENT_CLOSED_REQUEST  # the app returned without answering: the client left first
         streamed = False
         first_byte_s: float | None = None
         started = time.perf_counter()
@@ -51,6 +55,12 @@ class AccessMiddleware:
             in_flight.inc()
         try:
             await self.app(scope, receive, send_observed)
+        except asyncio.CancelledError:
+            raise  # cancelled before answering: the client went away (or the server is stopping)
+        except BaseException:
+            if status == CLIENT_CLOSED_REQUEST:
+                status = 500  # raised before answering: a bug of ours
+            raise
         finally:
             if in_flight is not None:
                 in_flight.dec()
