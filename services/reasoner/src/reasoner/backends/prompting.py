@@ -1,12 +1,17 @@
-"""Chat messages → token ids through the checkpoint's own chat template (text only)."""
+"""Chat messages → token ids through the checkpoint's own chat template (text only).
+
+Message text is defused first (:mod:`modelserver.control_text`): a caller's text, or a
+caption of text read off an image, never tokenises as the template's control tokens.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flashsight_common.schemas import ChatMessage
 from modelserver.backend import GenerationRequest
+from modelserver.control_text import defuser_for
 from modelserver.errors import InvalidRequestError, UnsupportedParameterError
 
 # OpenAI's newer "developer" role is a system message to a chat template.
@@ -29,16 +34,18 @@ def check_text_only(request: GenerationRequest) -> None:
             )
 
 
-def to_template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
-    """The conversation as the chat template expects it (role + plain string content)."""
-    return [{"role": TEMPLATE_ROLES[message.role], "content": message.text()} for message in messages]
+def to_template_messages(
+    messages: Sequence[ChatMessage], *, defuse: Callable[[str], str] = str
+) -> list[dict[str, str]]:
+    """The conversation as the chat template expects it (role + plain string content, defused)."""
+    return [{"role": TEMPLATE_ROLES[message.role], "content": defuse(message.text())} for message in messages]
 
 
 def encode_prompt(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
     """Token ids of the rendered conversation, ending with the assistant's turn opening."""
     try:
         ids = tokenizer.apply_chat_template(
-            to_template_messages(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+            to_template_messages(messages, defuse=defuser_for(tokenizer)), add_generation_prompt=True, tokenize=True, return_dict=False
         )
     except Exception as exc:  # jinja raises TemplateError for e.g. roles out of order
         raise InvalidRequestError(
