@@ -428,3 +428,42 @@ def test_abandoned_requests_count_as_499(gateway: ServiceProcess) -> None:
     assert _requests_counted(gateway, 500) == errors_before
     assert _requests_counted(gateway, 499) - gone_before == 5  # the chat requests; /healthz: 405 unread
     assert "status=500" not in gateway.log_tail(200)
+
+
+# --- finding 9: what is visible without a key ----------------------------------------------------
+
+
+def test_readyz_without_a_key_says_only_its_status(gateway: ServiceProcess) -> None:
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        anonymous = client.get("/readyz")
+        keyed = client.get("/readyz", headers=AUTH)
+    assert anonymous.status_code == keyed.status_code == 200
+    assert anonymous.json() == {"status": keyed.json()["status"]}
+    assert keyed.json()["vision"]["circuit"] == "closed"  # the detail is there for key holders
+
+
+def test_metrics_need_a_key(gateway: ServiceProcess) -> None:
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        anonymous = client.get("/metrics")
+        keyed = client.get("/metrics", headers=AUTH)
+    assert anonymous.status_code == 401 and "flashsight_gateway" not in anonymous.text
+    assert keyed.status_code == 200 and "flashsight_gateway_requests_total" in keyed.text
+
+
+def test_ssrf_refusal_states_the_rule_not_the_resolved_address(gateway: ServiceProcess) -> None:
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://localhost:9/a.png"}}]}],
+    }
+    resp = _post(gateway, body)
+    assert resp.status_code == 400, resp.text
+    message = resp.json()["error"]["message"]
+    assert "localhost is refused by the public-address rule" in message
+    assert "127.0.0.1" not in message and "::1" not in message
+
+
+def test_options_does_not_tell_existing_routes_from_missing_ones(gateway: ServiceProcess) -> None:
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        answers = [client.options(path) for path in ("/v1/chat/completions", "/v1/models", "/no/such/route")]
+    assert {a.status_code for a in answers} == {405}
+    assert len({a.text for a in answers}) == 1 and len({a.headers.get("allow") for a in answers}) == 1

@@ -95,6 +95,9 @@ class GatewaySettings(BaseSettings):
     """Accepted API keys, comma-separated (kept only as SHA-256). None here or in the file: open."""
     api_keys_file: Path | None = None
     """A file of API keys, one per line, ``#`` comments; merged with ``api_keys``."""
+    ops_public: bool = False
+    """With keys set: false → /metrics needs a key and /readyz shows only its status without one;
+    true → both public (e.g. when only a private network reaches the gateway)."""
     rate_limit_per_minute: Annotated[int, Field(ge=0)] = 0
     """Requests per key (per client address when open) in any 60 s, in Redis; 0 = no limit."""
     rate_limit_fail_open: bool = True

@@ -18,6 +18,11 @@ from gateway.ratelimit import RateLimiter
 
 EXEMPT_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/favicon.ico", "/index.html"})
 EXEMPT_PREFIXES = ("/static/",)
+# What operations endpoints show only to a key holder (unless GATEWAY_OPS_PUBLIC=true, or no keys
+# are set): /metrics not at all (401), /readyz its status only (model names, circuit states
+# and per-endpoint counts tell an attacker what runs here and when it is weak).
+KEYED_OPS_PATHS = frozenset({"/metrics"})
+DETAILED_OPS_PATHS = frozenset({"/readyz"})
 
 
 def is_exempt(path: str) -> bool:
@@ -28,11 +33,15 @@ def is_exempt(path: str) -> bool:
 class GatekeeperMiddleware:
     """401 for a missing/wrong key, 429 over the rate limit; otherwise the request passes on."""
 
-    def __init__(self, app: ASGIApp, *, keys: KeyStore) -> None:
+    def __init__(self, app: ASGIApp, *, keys: KeyStore, ops_public: bool = False) -> None:
         self.app = app
         self.keys = keys
+        self.ops_guarded = not ops_public and not keys.open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.ops_guarded and scope["path"] in KEYED_OPS_PATHS | DETAILED_OPS_PATHS:
+            await self._ops(scope, receive, send)
+            return
         if scope["type"] != "http" or is_exempt(scope["path"]) or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
@@ -59,3 +68,17 @@ class GatekeeperMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_limits)
+
+    async def _ops(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An operations endpoint: full answer with a key; /readyz's status only, /metrics 401, without."""
+        client = scope.get("client")
+        try:
+            self.keys.authenticate(
+                header(scope, "authorization"), header(scope, "x-api-key"), client[0] if client else "-"
+            )
+        except GatewayError as exc:
+            if scope["path"] in KEYED_OPS_PATHS:
+                await JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())(scope, receive, send)
+                return
+            scope.setdefault("state", {})["ops_detail"] = False
+        await self.app(scope, receive, send)

@@ -191,7 +191,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         bad_length_code=InvalidRequestError.default_code,
     )
-    app.add_middleware(GatekeeperMiddleware, keys=keys)  # before the body is read
+    app.add_middleware(GatekeeperMiddleware, keys=keys, ops_public=settings.ops_public)  # before the body is read
     app.add_middleware(BodylessMiddleware)  # before the key check: OPTIONS and exempt paths read no body
     app.add_middleware(AccessMiddleware, recorder=AccessRecorder(metrics, log_prompts=settings.log_prompts))
     app.add_middleware(RequestIdMiddleware)

@@ -75,7 +75,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep) -> JSONResponse:
+async def readyz(request: Request, vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep) -> JSONResponse:
     """503 unless vision is ready; the reasoner or Redis down is reported but still 200.
 
     Each upstream entry also carries ``circuit`` (closed / open / half_open): this
@@ -86,6 +86,9 @@ async def readyz(vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep)
     and without Redis answers flow uncached; taking every gateway replica out of a load
     balancer for either would turn a degradation into an outage. ``status`` says
     ``degraded`` then, with the reason in the entry's ``detail``.
+
+    With API keys set, a caller without one gets ``status`` alone (same code): the entries
+    name models and circuit states (gateway.gatekeeper, ``GATEWAY_OPS_PUBLIC``).
     """
     vision_ready, reasoner_ready, redis_ok = await asyncio.gather(
         vision.readiness(), reasoner.readiness(), redis.ping()
@@ -104,6 +107,8 @@ async def readyz(vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep)
         "reasoner": reasoner_ready,
         "redis": {"ok": redis_ok, "detail": None if redis_ok else "unreachable: answers are served uncached"},
     }
+    if not getattr(request.state, "ops_detail", True):
+        body = {"status": status}
     if serving:
         return JSONResponse(body)
     return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
