@@ -9,6 +9,7 @@ asserts the safe outcome; none may produce a 5xx.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import socket
@@ -41,9 +42,7 @@ def stubs() -> Iterator[tuple[ServiceProcess, ServiceProcess, RedisProcess]]:
         yield vision, reasoner, redis
 
 
-def keyed_gateway(
-    stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess], **env: str
-) -> ServiceProcess:
+def keyed_gateway(stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess], **env: str) -> ServiceProcess:
     vision, reasoner, redis = stubs
     return gateway_process(
         vision=vision, reasoner=reasoner, redis=redis, env={"GATEWAY_API_KEYS": KEY, **env}
@@ -74,10 +73,9 @@ def _raw(gateway: ServiceProcess, data: bytes, *, wait_s: float = 5.0) -> bytes:
     """Send ``data`` in one ``sendall`` on a fresh socket; everything received until close or ``wait_s``."""
     received = b""
     with socket.create_connection((gateway.host, gateway.port), timeout=wait_s) as sock:
-        try:
+        # Refused and closed while still sending: what was answered is still readable.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused and closed while still sending: what was answered is still readable
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             try:
@@ -124,7 +122,10 @@ OVERSIZED_NUMBERS: list[tuple[str, dict[str, Any], str]] = [
         "json-schema-streamed",
         _chat(
             stream=True,
-            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"enum": [1, BIG]}}},
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": {"enum": [1, BIG]}},
+            },
         ),
         "response_format.json_schema.schema.enum.1",
     ),
@@ -231,7 +232,9 @@ def test_silent_connections_are_closed_after_the_head_timeout(strict_gateway: Se
 
 
 def test_connections_past_the_cap_get_503_and_are_closed(strict_gateway: ServiceProcess) -> None:
-    held = [socket.create_connection((strict_gateway.host, strict_gateway.port)) for _ in range(MAX_CONNECTIONS)]
+    held = [
+        socket.create_connection((strict_gateway.host, strict_gateway.port)) for _ in range(MAX_CONNECTIONS)
+    ]
     try:
         time.sleep(0.2)  # all accepted by the server
         with socket.create_connection((strict_gateway.host, strict_gateway.port)) as extra:
@@ -334,7 +337,12 @@ def _png_16bit_rgba(width: int, height: int) -> bytes:
 def _images_request(*pngs: bytes) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [{"type": "text", "text": "what is this?"}]
     for png in pngs:
-        parts.append({"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}})
+        parts.append(
+            {
+                "type": "image_url",
+                "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()},
+            }
+        )
     return {"model": "direct", "messages": [{"role": "user", "content": parts}]}
 
 
@@ -391,8 +399,14 @@ def _answer_before_the_body(gateway: ServiceProcess, method: str, path: str) -> 
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/healthz"), ("POST", "/readyz"), ("PUT", "/"), ("POST", "/static/app.js"),
-     ("OPTIONS", "/v1/chat/completions"), ("OPTIONS", "/healthz")],
+    [
+        ("POST", "/healthz"),
+        ("POST", "/readyz"),
+        ("PUT", "/"),
+        ("POST", "/static/app.js"),
+        ("OPTIONS", "/v1/chat/completions"),
+        ("OPTIONS", "/healthz"),
+    ],
 )
 def test_unauthenticated_bodies_are_never_read(gateway: ServiceProcess, method: str, path: str) -> None:
     answer = _answer_before_the_body(gateway, method, path)
@@ -453,7 +467,12 @@ def test_metrics_need_a_key(gateway: ServiceProcess) -> None:
 def test_ssrf_refusal_states_the_rule_not_the_resolved_address(gateway: ServiceProcess) -> None:
     body = {
         "model": "auto",
-        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://localhost:9/a.png"}}]}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": "https://localhost:9/a.png"}}],
+            }
+        ],
     }
     resp = _post(gateway, body)
     assert resp.status_code == 400, resp.text
@@ -467,3 +486,77 @@ def test_options_does_not_tell_existing_routes_from_missing_ones(gateway: Servic
         answers = [client.options(path) for path in ("/v1/chat/completions", "/v1/models", "/no/such/route")]
     assert {a.status_code for a in answers} == {405}
     assert len({a.text for a in answers}) == 1 and len({a.headers.get("allow") for a in answers}) == 1
+
+
+# --- finding 10: the smaller ones ----------------------------------------------------------------
+
+
+def test_h2c_upgrade_is_answered_and_the_connection_closed(gateway: ServiceProcess) -> None:
+    upgrade = (
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY + "\r\n"
+        "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    ).encode()
+    started = time.monotonic()
+    raw = _raw(gateway, upgrade + GET_MODELS + b"\r\n")
+    assert _statuses(raw)[:1] == [200] and b"connection: close" in raw.lower(), raw[:300]
+    assert time.monotonic() - started < 3  # closed, not left hanging with the second request swallowed
+
+
+@pytest.mark.parametrize(
+    "request_line", [b"GET /v1/models HTTP/2.0", b"GET /v1/models", b"GET /v1/models HTTP/0.9"]
+)
+def test_request_lines_without_http_1_are_refused(gateway: ServiceProcess, request_line: bytes) -> None:
+    raw = _raw(gateway, request_line + b"\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode() + b"\r\n\r\n")
+    assert _statuses(raw) == [505], raw[:300]
+
+
+@pytest.mark.parametrize("path", ["/", "/healthz", "/readyz"])
+def test_head_is_answered_like_get_without_a_body(gateway: ServiceProcess, path: str) -> None:
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        resp = client.head(path)
+    assert resp.status_code == 200 and resp.content == b""
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
+def test_a_chat_body_not_declared_json_is_415(gateway: ServiceProcess, content_type: str) -> None:
+    resp = _post(gateway, _chat(), **{"Content-Type": content_type})
+    assert resp.status_code == 415, resp.text
+    assert resp.json()["error"]["code"] == "unsupported_media_type"
+
+
+def test_json_with_a_charset_is_still_accepted(gateway: ServiceProcess) -> None:
+    assert _post(gateway, _chat(), **{"Content-Type": "application/json; charset=utf-8"}).status_code == 200
+
+
+def test_wrong_keys_are_rate_limited_per_address(
+    stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess],
+) -> None:
+    with (
+        keyed_gateway(stubs, GATEWAY_AUTH_FAILURES_PER_MINUTE="5") as gw,
+        httpx.Client(base_url=gw.base_url, timeout=10) as client,
+    ):
+        statuses = [
+            client.post(
+                "/v1/chat/completions", json=_chat(), headers={"Authorization": f"Bearer guess-{i}"}
+            ).status_code
+            for i in range(8)
+        ]
+        assert statuses == [401] * 5 + [429] * 3
+        limited = client.get("/v1/models", headers={"Authorization": "Bearer guess-x"})
+        assert limited.status_code == 429 and limited.json()["error"]["code"] == "too_many_auth_failures"
+        assert int(limited.headers["retry-after"]) >= 1
+        assert client.get("/v1/models", headers=AUTH).status_code == 200  # a valid key is never held back
+
+
+def test_the_web_page_sends_security_headers(gateway: ServiceProcess) -> None:
+    with httpx.Client(base_url=gateway.base_url, timeout=10) as client:
+        for path in ("/", "/static/app.js", "/static/style.css"):
+            headers = client.get(path).headers
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+            assert "script-src 'self'" in headers["content-security-policy"], path
+            assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff", (
+                path
+            )

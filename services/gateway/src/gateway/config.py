@@ -61,7 +61,7 @@ class GatewaySettings(BaseSettings):
     max_side: Annotated[int, Field(ge=32, le=8192)] = 1024
     max_images_per_request: Annotated[int, Field(ge=1, le=64)] = 4
     max_decoded_bytes_per_image: Annotated[int, Field(ge=1024 * 1024)] = 160 * _MB
-    """Decoded size (pixels x channels x bytes per channel) of one image; 160 MB = 40 M pixels of 8-bit RGBA."""
+    """Decoded size (pixels x channels x bytes per channel) of one image; 160 MB: 40 M px of 8-bit RGBA."""
     max_decoded_bytes_per_request: Annotated[int, Field(ge=1024 * 1024)] = 256 * _MB
     """Decoded size of all images of one request together (checked from their headers, before decoding)."""
     decode_workers: Annotated[int, Field(ge=1, le=64)] = 2
@@ -95,6 +95,8 @@ class GatewaySettings(BaseSettings):
     """Accepted API keys, comma-separated (kept only as SHA-256). None here or in the file: open."""
     api_keys_file: Path | None = None
     """A file of API keys, one per line, ``#`` comments; merged with ``api_keys``."""
+    auth_failures_per_minute: Annotated[int, Field(ge=0)] = 20
+    """Requests with a missing or wrong key per client address in any 60 s before 429s (0 = off)."""
     ops_public: bool = False
     """With keys set: false → /metrics needs a key and /readyz shows only its status without one;
     true → both public (e.g. when only a private network reaches the gateway)."""

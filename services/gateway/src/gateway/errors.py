@@ -11,6 +11,7 @@
     │   └── RouteConflictError          400  the model id, ``route`` field and header force different routes
     ├── AuthenticationError             401  no or wrong API key (gateway.auth)
     ├── ModelNotFoundError              404  ``model`` is not one of GET /v1/models
+    ├── UnsupportedMediaTypeError       415  a chat body declared as something other than JSON
     ├── RateLimitedError                429  + Retry-After, x-ratelimit-*: over the limit (gateway.ratelimit)
     ├── RateLimitUnavailableError       503  + Retry-After: Redis down and rate limits fail closed
     ├── RequestDeadlineError            504  + Retry-After: not answered within ``request_deadline_s``
@@ -96,6 +97,14 @@ class ModelNotFoundError(GatewayError):
     status_code = 404
     error_type = "invalid_request_error"
     default_code = "model_not_found"
+
+
+class UnsupportedMediaTypeError(GatewayError):
+    """The body is declared as something other than JSON (``text/plain``, a form)."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
 
 
 class UpstreamError(GatewayError):

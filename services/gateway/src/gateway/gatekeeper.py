@@ -12,9 +12,9 @@ from flashsight_common.requestid import header
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.auth import KeyStore
+from gateway.auth import AuthenticationError, KeyStore
 from gateway.errors import GatewayError
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimitedError, RateLimiter
 
 EXEMPT_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/favicon.ico", "/index.html"})
 EXEMPT_PREFIXES = ("/static/",)
@@ -39,7 +39,8 @@ class GatekeeperMiddleware:
         self.ops_guarded = not ops_public and not keys.open
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.ops_guarded and scope["path"] in KEYED_OPS_PATHS | DETAILED_OPS_PATHS:
+        ops_path = scope["type"] == "http" and scope["path"] in KEYED_OPS_PATHS | DETAILED_OPS_PATHS
+        if ops_path and self.ops_guarded:
             await self._ops(scope, receive, send)
             return
         if scope["type"] != "http" or is_exempt(scope["path"]) or scope["method"] == "OPTIONS":
@@ -54,8 +55,8 @@ class GatekeeperMiddleware:
             scope.setdefault("state", {})["caller"] = caller.identity
             verdict = await limiter.check(caller.identity) if limiter is not None else None
         except GatewayError as exc:
-            response = JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
-            await response(scope, receive, send)
+            refusal = await _counted_failure(scope, exc) if isinstance(exc, AuthenticationError) else exc
+            await _answer(refusal, scope, receive, send)
             return
         if verdict is None:
             await self.app(scope, receive, send)
@@ -76,9 +77,44 @@ class GatekeeperMiddleware:
             self.keys.authenticate(
                 header(scope, "authorization"), header(scope, "x-api-key"), client[0] if client else "-"
             )
-        except GatewayError as exc:
+        except AuthenticationError as exc:
             if scope["path"] in KEYED_OPS_PATHS:
-                await JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())(scope, receive, send)
+                await _answer(await _counted_failure(scope, exc), scope, receive, send)
                 return
             scope.setdefault("state", {})["ops_detail"] = False
         await self.app(scope, receive, send)
+
+
+async def _answer(error: GatewayError, scope: Scope, receive: Receive, send: Send) -> None:
+    response = JSONResponse(error.body(), status_code=error.status(), headers=error.headers())
+    await response(scope, receive, send)
+
+
+class AuthFailuresLimitedError(RateLimitedError):
+    """Too many requests with a missing or wrong API key from one client address."""
+
+    default_code = "too_many_auth_failures"
+
+
+async def _counted_failure(scope: Scope, exc: AuthenticationError) -> GatewayError:
+    """The 401 to answer, or a 429 once this address sent too many missing or wrong keys.
+
+    Only failures are counted (``GATEWAY_AUTH_FAILURES_PER_MINUTE`` per client address, in
+    Redis like the request limit, failing open), so guessing keys costs time while a
+    caller with a valid key from the same address is never held back.
+    """
+    limiter: RateLimiter | None = getattr(scope["app"].state, "auth_failure_limiter", None)
+    if limiter is None:
+        return exc
+    client = scope.get("client")
+    try:
+        await limiter.check(f"authfail:{client[0] if client else '-'}")
+    except RateLimitedError as limited:
+        return AuthFailuresLimitedError(
+            f"too many requests with a missing or wrong API key from this address "
+            f"({limiter.item.amount} per minute); retry in {limited.retry_after}s with a valid key",
+            verdict=limited.verdict,
+        )
+    except GatewayError:  # the counter store is down: the 401 still stands
+        return exc
+    return exc

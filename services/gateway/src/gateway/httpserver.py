@@ -14,7 +14,9 @@ checked two ways, because httptools reports a head in pieces:
   endless header trickled in small reads is refused before httptools has buffered more
   than the cap plus one read.
 
-At most :data:`MAX_HEADER_COUNT` headers are accepted per request.
+At most :data:`MAX_HEADER_COUNT` headers are accepted per request. A request line with
+another HTTP version than 1.0/1.1 (``HTTP/2.0`` as text, or none) is answered 505, and an
+``Upgrade`` other than WebSocket is ignored: answered, then the connection is closed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # h11's own default
 MAX_HEADER_COUNT = 100  # what nginx and Node allow by default (and far more than any client sends)
 HEADER_OVERHEAD = 4  # ": " and CRLF around each header
+SUPPORTED_HTTP_VERSIONS = frozenset({"1.0", "1.1"})
 LINGER_S = 2.0  # how long a refused client may keep sending before the socket is closed
 
 
@@ -86,11 +89,25 @@ class HeaderCappedHttpToolsProtocol(HttpToolsProtocol):
             self.refuse(431, f"request line and headers exceed {self.max_header_bytes} bytes")
 
     def on_upgrade(self) -> None:
-        """The parser stopped at an ``Upgrade`` request (uvicorn's own handling)."""
+        """The parser stopped at an ``Upgrade`` request: WebSocket as uvicorn does; others ignored.
+
+        httptools parses nothing after an upgrade request, so any other upgrade (``h2c``)
+        used to leave the connection open with later requests silently dropped. The request
+        is answered as plain HTTP/1.1 (a server may ignore ``Upgrade``) and the connection
+        closes after it, so a client sends its next request on a fresh one.
+        """
         if self._should_upgrade():
             self.handle_websocket_upgrade()
-        else:
-            self._unsupported_upgrade_warning()
+            return
+        if self.cycle is None:
+            self.transport.close()
+            return
+        self.cycle.keep_alive = False
+        if self.cycle.more_body:  # an upgrade request carries no body the gateway will read
+            self.cycle.more_body = False
+            self.cycle.message_event.set()
+        if self.cycle.response_complete:
+            self.transport.close()
 
     def on_url(self, url: bytes) -> None:
         self._grow_head(len(url))
@@ -109,6 +126,9 @@ class HeaderCappedHttpToolsProtocol(HttpToolsProtocol):
             raise HeadRefused(431, f"request line and headers exceed {self.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
+        version = self.parser.get_http_version()
+        if version not in SUPPORTED_HTTP_VERSIONS:  # "2.0" spoken as text, or no version at all (0.9)
+            raise HeadRefused(505, f"HTTP/{version} is not supported; send HTTP/1.1 (or 1.0) requests")
         self._awaiting_headers = False
         self._unparsed_bytes = self._head_bytes = self._header_count = 0
         super().on_headers_complete()

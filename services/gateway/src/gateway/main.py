@@ -98,7 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                 )
             )
             stack.push_async_callback(fetcher.aclose)
-            decoder = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="image-decode")
+            decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="image-decode")
             stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
             vision_client = _upstream_client(
                 "vision",
@@ -131,6 +131,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
                     guard, per_minute=settings.rate_limit_per_minute, fail_open=settings.rate_limit_fail_open
                 )
                 if settings.rate_limit_per_minute
+                else None
+            )
+            app.state.auth_failure_limiter = (
+                RateLimiter(guard, per_minute=settings.auth_failures_per_minute, fail_open=True)
+                if settings.auth_failures_per_minute and not keys.open
                 else None
             )
             app.state.pipeline = Pipeline(
@@ -191,7 +196,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_bytes=settings.max_body_bytes,
         bad_length_code=InvalidRequestError.default_code,
     )
-    app.add_middleware(GatekeeperMiddleware, keys=keys, ops_public=settings.ops_public)  # before the body is read
+    # before the body is read
+    app.add_middleware(GatekeeperMiddleware, keys=keys, ops_public=settings.ops_public)
     app.add_middleware(BodylessMiddleware)  # before the key check: OPTIONS and exempt paths read no body
     app.add_middleware(AccessMiddleware, recorder=AccessRecorder(metrics, log_prompts=settings.log_prompts))
     app.add_middleware(RequestIdMiddleware)

@@ -22,12 +22,32 @@ from gateway.deps import (
     ShedderDep,
     VisionDep,
 )
+from gateway.errors import UnsupportedMediaTypeError
 from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.numbers import check_numbers
 from gateway.routing import MODEL_ROUTES
 from gateway.schemas import GatewayChatRequest
 
 router = APIRouter()
+
+
+def check_json_content_type(declared: str | None) -> None:
+    """415 unless the body is declared JSON (or not declared at all).
+
+    ``text/plain`` and form bodies are what a foreign web page can make a browser send
+    without asking first (no CORS preflight); parsing them as JSON would let such a page
+    post chat requests with whatever credentials the browser holds.
+    """
+    if declared is None or not declared.strip():
+        return
+    media_type = declared.split(";", 1)[0].strip().lower()
+    subtype = media_type.removeprefix("application/")
+    if subtype != media_type and (subtype == "json" or subtype.endswith("+json")):
+        return
+    raise UnsupportedMediaTypeError(
+        f"Content-Type {media_type!r} is not accepted; send the body as JSON with "
+        "'Content-Type: application/json'",
+    )
 
 
 def parse_chat_request(raw: bytes, settings: GatewaySettings) -> GatewayChatRequest:
@@ -51,6 +71,7 @@ async def chat_completions(
     request_id: RequestIdDep,
     x_flashsight_route: str | None = Header(default=None),
 ) -> Response:
+    check_json_content_type(request.headers.get("content-type"))
     body = parse_chat_request(await request.body(), settings)
     return await serve_chat(
         body,
@@ -68,14 +89,16 @@ async def list_models() -> ModelList:
     return ModelList(data=[ModelCard(id=model_id) for model_id in MODEL_ROUTES])
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz() -> dict[str, str]:
     """The process is alive (says nothing about the upstreams: that is /readyz)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-async def readyz(request: Request, vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep) -> JSONResponse:
+@router.api_route("/readyz", methods=["GET", "HEAD"])
+async def readyz(
+    request: Request, vision: VisionDep, reasoner: ReasonerDep, redis: RedisGuardDep
+) -> JSONResponse:
     """503 unless vision is ready; the reasoner or Redis down is reported but still 200.
 
     Each upstream entry also carries ``circuit`` (closed / open / half_open): this
