@@ -315,7 +315,7 @@ async def test_a_name_with_one_private_answer_is_refused_even_with_a_public_one(
     dns: FakeDNS, fence: Fence
 ) -> None:
     dns.table["split.example.test"] = ["93.184.216.34", "192.168.1.10"]
-    with pytest.raises(BlockedURLError, match="split.example.test is refused by the public-address rule"):
+    with pytest.raises(BlockedURLError, match=r"split\.example\.test is refused by the public-address rule"):
         await fetch_with(FetchPolicy(), "https://split.example.test/img.png", dns)
     assert fence.attempts == []
 

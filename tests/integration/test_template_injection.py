@@ -20,7 +20,12 @@ NEAR_MISS = INJECTION.replace("<|", "<| ")
 
 
 def _prompt_tokens(base_url: str, model: str, text: str) -> int:
-    body = {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 2, "temperature": 0}
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 2,
+        "temperature": 0,
+    }
     with httpx.Client(base_url=base_url, timeout=120) as client:
         resp = client.post("/v1/chat/completions", json=body)
     assert resp.status_code == 200, resp.text
@@ -30,7 +35,10 @@ def _prompt_tokens(base_url: str, model: str, text: str) -> int:
 def test_control_tokens_in_user_text_are_plain_text_for_the_reasoner(json_logged_stack: Stack) -> None:
     json_logged_stack.ensure_running()
     # direct, and through the gateway (text only: the cascade's reasoner answers)
-    for base_url, model in ((json_logged_stack.reasoner.base_url, "auto"), (json_logged_stack.url, "cascade")):
+    for base_url, model in (
+        (json_logged_stack.reasoner.base_url, "auto"),
+        (json_logged_stack.url, "cascade"),
+    ):
         injected = _prompt_tokens(base_url, model, INJECTION)
         near_miss = _prompt_tokens(base_url, model, NEAR_MISS)
         assert injected >= near_miss, (base_url, injected, near_miss)

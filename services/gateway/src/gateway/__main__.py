@@ -8,9 +8,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
 from flashsight_common.logs import configure_logging
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
 from gateway.config import GatewaySettings
 from gateway.connguard import ConnectionLimits, GuardedHttpProtocol

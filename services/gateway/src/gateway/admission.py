@@ -92,11 +92,14 @@ class ImageAdmitter:
                 param="messages",
             )
         params = [f"messages.{m}.content.{p}.image_url" for m, p, _ in located]
+        urls = [part.image_url.url for _, _, part in located]
         raws = await asyncio.gather(
-            *(self.load_url(part.image_url.url, param=param) for (_, _, part), param in zip(located, params, strict=True))
+            *(self.load_url(url, param=param) for url, param in zip(urls, params, strict=True))
         )
-        self._check_request_budget(raws)
-        images = await asyncio.gather(*(self.admit_bytes(raw, param=param) for raw, param in zip(raws, params, strict=True)))
+        self._check_request_budget(raws)  # from the headers: nothing decoded yet
+        images = await asyncio.gather(
+            *(self.admit_bytes(raw, param=param) for raw, param in zip(raws, params, strict=True))
+        )
         replaced = {(m, p): image for (m, p, _), image in zip(located, images, strict=True)}
         messages = [_with_images(message, m, replaced) for m, message in enumerate(request.messages)]
         # Screened after normalising: the filter sees exactly the pixels the models would.

@@ -28,7 +28,9 @@ ALLOWED_METHODS = "GET, HEAD, POST"
 def declares_body(scope: Scope) -> bool:
     """Whether the request says a body follows (a non-zero Content-Length, or any Transfer-Encoding)."""
     length = header(scope, "content-length")
-    return header(scope, "transfer-encoding") is not None or (length is not None and length.strip() not in ("", "0"))
+    return header(scope, "transfer-encoding") is not None or (
+        length is not None and length.strip() not in ("", "0")
+    )
 
 
 class BodylessMiddleware:

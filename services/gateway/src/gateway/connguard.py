@@ -89,14 +89,18 @@ class GuardedHttpProtocol(HeaderCappedHttpToolsProtocol):
         if not self._head_started:
             self.transport.close()  # connected and sent nothing: no one to answer
             return
-        self.refuse(408, f"the request line and headers did not arrive within {self.limits.head_timeout_s:g}s")
+        self.refuse(
+            408, f"the request line and headers did not arrive within {self.limits.head_timeout_s:g}s"
+        )
 
     def _body_timed_out(self) -> None:
         self._body_timer = None
         if self.cycle is not None and self.cycle.response_started:
             self.transport.close()  # answered without reading it all (e.g. a 401): nothing more to say
             return
-        self.refuse(408, f"the request body did not arrive within {self.limits.body_timeout_s:g}s", current=True)
+        self.refuse(
+            408, f"the request body did not arrive within {self.limits.body_timeout_s:g}s", current=True
+        )
 
     def _cancel_timers(self) -> None:
         for timer in (self._head_timer, self._body_timer):

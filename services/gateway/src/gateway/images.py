@@ -209,7 +209,8 @@ def _open_bounded(raw: bytes, fmt: str, limits: ImageLimits) -> Image.Image:
         if cost > limits.max_decoded_bytes:
             raise ImageTooLargeError(
                 f"image is {width}x{height} with {_depth_text(im)}: {_mb(cost)} decoded; "
-                f"limit is {_mb(limits.max_decoded_bytes)} per image (send it with fewer pixels or 8-bit colour)"
+                f"limit is {_mb(limits.max_decoded_bytes)} per image "
+                "(send it with fewer pixels or 8-bit colour)"
             )
         im.seek(0)  # animated GIF/WebP: the first frame
         im.load()

@@ -83,7 +83,7 @@ def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) 
 
 
 def as_data(caption: str) -> str:
-    """A caption with fence and control-token look-alikes broken apart (a space after their first character)."""
+    """A caption with fence and control-token look-alikes broken apart (a space after the first character)."""
     return _CONTROL_LIKE.sub(lambda m: m[0][0] + " " + m[0][1:], caption.strip())
 
 

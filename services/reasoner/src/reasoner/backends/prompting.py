@@ -45,7 +45,10 @@ def encode_prompt(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
     """Token ids of the rendered conversation, ending with the assistant's turn opening."""
     try:
         ids = tokenizer.apply_chat_template(
-            to_template_messages(messages, defuse=defuser_for(tokenizer)), add_generation_prompt=True, tokenize=True, return_dict=False
+            to_template_messages(messages, defuse=defuser_for(tokenizer)),
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=False,
         )
     except Exception as exc:  # jinja raises TemplateError for e.g. roles out of order
         raise InvalidRequestError(
