@@ -182,10 +182,9 @@ class HeaderCappedHttpToolsProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         self._lingering = self.loop.call_later(LINGER_S, self.transport.close)
 
-    def eof_received(self) -> bool | None:
+    def eof_received(self) -> None:
         if self._lingering is not None:
             self.transport.close()
-        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._lingering is not None:

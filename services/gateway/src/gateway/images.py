@@ -239,7 +239,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def _channel_bytes(im: Image.Image) -> int:
     """Bytes per channel the decoder produces: PNG keeps 16-bit samples while decoding (rawmode ``;16``)."""
-    rawmode = im.tile[0][3] if im.tile else im.mode
+    tile = getattr(im, "tile", None)  # opened files (ImageFile) only: what the decoder will produce
+    rawmode = tile[0][3] if tile else im.mode
     rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
     if im.mode in ("I", "F") or "32" in str(rawmode):
         return 4
