@@ -51,7 +51,7 @@ def keyed_gateway(stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess], **
 
 @pytest.fixture(scope="module")
 def gateway(stubs: tuple[ServiceProcess, ServiceProcess, RedisProcess]) -> Iterator[ServiceProcess]:
-    with keyed_gateway(stubs) as gw:
+    with keyed_gateway(stubs, GATEWAY_LOG_LEVEL="info") as gw:  # info: the access lines are in its log
         yield gw
 
 
@@ -441,7 +441,9 @@ def test_abandoned_requests_count_as_499(gateway: ServiceProcess) -> None:
     time.sleep(0.5)
     assert _requests_counted(gateway, 500) == errors_before
     assert _requests_counted(gateway, 499) - gone_before == 5  # the chat requests; /healthz: 405 unread
-    assert "status=500" not in gateway.log_tail(200)
+    access = [line for line in gateway.log_tail(400).splitlines() if "gateway.access" in line]
+    assert sum("POST /v1/chat/completions status=499" in line for line in access) >= 5, access[-12:]
+    assert not any("status=500" in line for line in access)
 
 
 # --- finding 9: what is visible without a key ----------------------------------------------------
