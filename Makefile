@@ -89,7 +89,7 @@ lock: | $(VPY)
 
 lint: install $(STAMPS)/test
 	$(PIP) install -q -c $(CONSTRAINTS) -r requirements/dev.txt
-	$(VPY) -m ruff check services deploy tests examples
+	$(VPY) -m ruff check services deploy tests examples devkit
 	$(VPY) -m mypy deploy services/*/src
 
 clean:

@@ -1,7 +1,7 @@
 """What the gateway adds on top of its upstream: latency (p50/p95) and throughput, in one run.
 
 Starts, on loopback, a 20 ms OpenAI-compatible stub as the vision upstream and another as
-the reasoner (``tests/support/stub_upstream.py``, real processes), a private Redis, and
+the reasoner (``devkit/stub_upstream.py``, real processes), a private Redis, and
 the gateway (``python -m gateway``) pointed at them. Then, in interleaved rounds so that
 machine noise hits both alike, it loads the stub directly and the gateway with the same
 request at each concurrency:
@@ -43,7 +43,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.loadgen import AiohttpLoad, LoadResult, WrkLoad, percentile, pick_load  # noqa: E402
-from tests.support.servers import ServiceProcess, free_port  # noqa: E402
+from devkit.processes import ServiceProcess, free_port  # noqa: E402
 
 STUB_LATENCY_MS = 20
 TARGETS = ("direct", "gateway")
@@ -101,7 +101,7 @@ def private_redis() -> Iterator[str]:
 
 def stub(model: str) -> ServiceProcess:
     argv = [
-        sys.executable, "-m", "tests.support.stub_upstream", "--port", "{port}",
+        sys.executable, "-m", "devkit.stub_upstream", "--port", "{port}",
         "--latency-ms", str(STUB_LATENCY_MS), "--model", model,
     ]  # fmt: skip
     return ServiceProcess(argv, name=f"stub-{model}", ready_path="/readyz", startup_timeout=30)
@@ -130,7 +130,7 @@ def small_png(seed: int = 0) -> bytes:
     """A 48x64 PNG: the order screenshot scaled down, ``seed`` written into its top pixel row."""
     from PIL import Image
 
-    from tests.support.screens import order_screenshot
+    from devkit.screens import order_screenshot
 
     image = Image.open(io.BytesIO(order_screenshot())).convert("RGB")
     image.thumbnail((64, 64))
@@ -142,7 +142,7 @@ def small_png(seed: int = 0) -> bytes:
 
 
 def chat_body(question: str, *, model: str, image: bytes | None = None) -> bytes:
-    from tests.support.screens import as_data_url
+    from devkit.screens import as_data_url
 
     content: Any = question
     if image is not None:

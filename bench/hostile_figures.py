@@ -23,6 +23,7 @@ import json
 import os
 import socket
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -32,8 +33,11 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.support.gateway_procs import RedisProcess, gateway_process, stub_process
-from tests.support.servers import ServiceProcess
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from bench.gateway_overhead import gateway, private_redis, stub  # noqa: E402
+from devkit.processes import ServiceProcess  # noqa: E402
 
 KEY = "bench-key"
 IDLE_SOCKETS = 300
@@ -120,13 +124,12 @@ def memory(gw: ServiceProcess, pngs: list[bytes]) -> dict[str, Any]:
 
 
 def run_variant(root: Path) -> dict[str, Any]:
-    src = os.pathsep.join(str(root / "services" / s / "src") for s in ("gateway", "common"))
-    env = {"GATEWAY_API_KEYS": KEY, "PYTHONPATH": src}
+    env = {"GATEWAY_API_KEYS": KEY, "GATEWAY_LOG_LEVEL": "warning"}
     with (
-        RedisProcess() as redis,
-        stub_process("ocr-lite") as vision,
-        stub_process("stub-reasoner") as reasoner,
-        gateway_process(vision=vision, reasoner=reasoner, redis=redis, env=env) as gw,
+        private_redis() as redis_url,
+        stub("ocr-lite") as vision,
+        stub("stub-reasoner") as reasoner,
+        gateway(vision.base_url, reasoner.base_url, redis_url, env, root) as gw,
     ):
         big, medium = png_16bit_rgba(6300, 6300), png_16bit_rgba(4000, 4000)
         return {

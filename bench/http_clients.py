@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request, Response  # noqa: E402  (module level: Fas
 
 from bench.gateway_overhead import chat_body, stub  # noqa: E402
 from bench.loadgen import LoadResult, pick_load, print_comparison  # noqa: E402
-from tests.support.servers import ServiceProcess  # noqa: E402
+from devkit.processes import ServiceProcess  # noqa: E402
 
 CLIENTS = ("httpx", "aiohttp")
 

@@ -39,7 +39,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.support.servers import ServiceProcess  # noqa: E402
+from devkit.processes import ServiceProcess  # noqa: E402
 
 # Open questions a small instruct model answers at length (so EOS rarely cuts a row short).
 PROMPTS = [

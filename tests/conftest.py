@@ -1,5 +1,29 @@
-"""Fixtures shared by every test package (imported here so pytest finds them)."""
+"""Fixtures shared by every test package."""
 
-from tests.support.servers import service_process
+from __future__ import annotations
 
-__all__ = ["service_process"]
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devkit.processes import ServiceProcess
+
+
+@pytest.fixture
+def service_process() -> Iterator[Any]:
+    """A factory: ``service_process(module="vision", port_env="VISION_PORT", env={...})``.
+
+    Each process is started (and waited for) when made, and stopped at teardown even if
+    the test failed.
+    """
+    made: list[ServiceProcess] = []
+
+    def make(*args: Any, **kwargs: Any) -> ServiceProcess:
+        process = ServiceProcess(*args, **kwargs)
+        made.append(process)
+        return process.start()
+
+    yield make
+    for process in reversed(made):
+        process.close()

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.support.servers import REPO_ROOT
+from devkit.processes import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from flashsight_common.handlers import framework_handlers, install_handlers
+from flashsight_common.errors import ApiError
+from flashsight_common.handlers import (
+    api_error_response,
+    framework_handlers,
+    install_handlers,
+    service_handlers,
+)
 from pydantic import BaseModel, Field
 
 
@@ -92,3 +98,31 @@ async def test_a_bug_is_500_and_logged_to_the_service_logger(caplog: pytest.LogC
 async def test_the_service_entry_wins_for_its_own_errors(client: httpx.AsyncClient) -> None:
     resp = await client.get("/mine")
     assert resp.status_code == 418 and resp.json() == {"error": {"message": "mine"}}
+
+
+class Refused(ApiError):
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "down"
+    default_retry_after = 3
+
+
+@pytest.mark.parametrize("log_server_errors", [True, False])
+async def test_a_service_table_renders_its_own_errors_and_logs_5xx_when_asked(
+    caplog: pytest.LogCaptureFixture, log_server_errors: bool
+) -> None:
+    app = FastAPI()
+
+    @app.get("/down")
+    async def down() -> None:
+        raise Refused("the thing is down", param="x")
+
+    logger = logging.getLogger("flashsight.test_service_table")
+    install_handlers(app, service_handlers(ApiError, logger, log_server_errors=log_server_errors))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            resp = await client.get("/down")
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "3"
+    assert resp.content == api_error_response(Refused("the thing is down", param="x")).body
+    assert resp.json()["error"]["code"] == "down"
+    assert ("the thing is down" in caplog.text) is log_server_errors

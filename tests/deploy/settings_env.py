@@ -39,7 +39,14 @@ def load_settings_class(service: str) -> type[BaseSettings] | None:
 
 
 def env_fields(settings_cls: type[BaseSettings]) -> list[EnvField]:
-    """Every field with the names that set it (env_prefix + name, or its validation aliases)."""
+    """Every field with the names that set it (env_prefix + name, or its validation aliases).
+
+    A Settings class grouped into sections (the gateway's) lists its fields itself, with
+    ``env_fields()``: the sections are not variables, their fields are.
+    """
+    grouped = getattr(settings_cls, "env_fields", None)
+    if grouped is not None:
+        return [EnvField(field=f.field, names=f.names, default=f.default) for f in grouped()]
     prefix = str(settings_cls.model_config.get("env_prefix") or "")
     fields = []
     for name, info in settings_cls.model_fields.items():

@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from gateway.metrics import GatewayMetrics
+from gateway.telemetry.metrics import GatewayMetrics
 from modelserver.metrics import ModelMetrics
 from prometheus_client.parser import text_string_to_metric_families
 

@@ -16,7 +16,7 @@ from gateway.config import GatewaySettings
 from gateway.main import create_app
 from PIL import Image
 
-from tests.support.stub_upstream import StubBehaviour, StubUpstream
+from devkit.stub_upstream import StubBehaviour, StubUpstream
 
 REDIS_TEST_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused at once

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
+from gateway.answer.service import AnswerService
 from gateway.config import GatewaySettings
-from gateway.pipeline import Pipeline
 
 from .conftest import chat_body, gateway_client, unique_png
 
@@ -143,7 +143,7 @@ async def test_a_bug_is_a_500_in_the_same_shape(
     async def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(Pipeline, "prepare", broken)
+    monkeypatch.setattr(AnswerService, "_admit", broken)
     async with gateway_client(make_settings(), raise_app_exceptions=False) as client:
         resp = await client.post(
             "/v1/chat/completions", json=chat_body("hi"), headers={"X-Request-ID": "bug-500-test"}

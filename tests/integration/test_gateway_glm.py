@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.screens import as_data_url, photo_like_image
+from devkit.screens import as_data_url, photo_like_image
 from tests.support.stack import Stack, running_stack
 from tests.support.tiny_models import GLM4_CHAT_TINY, GLM46V_TINY, tiny_model_path
 

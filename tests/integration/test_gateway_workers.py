@@ -7,13 +7,13 @@ import sys
 import httpx
 import pytest
 
-from tests.support.servers import ServiceProcess
+from devkit.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
 
 def test_two_worker_processes_serve_chat_requests() -> None:
-    stub = [sys.executable, "-m", "tests.support.stub_upstream", "--port", "{port}", "--latency-ms", "0"]
+    stub = [sys.executable, "-m", "devkit.stub_upstream", "--port", "{port}", "--latency-ms", "0"]
     with (
         ServiceProcess([*stub, "--model", "ocr-lite"], name="stub-vision") as vision,
         ServiceProcess([*stub, "--model", "stub-reasoner"], name="stub-reasoner") as reasoner,

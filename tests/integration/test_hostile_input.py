@@ -21,8 +21,8 @@ import httpx
 import pytest
 from PIL import Image
 
+from devkit.processes import ServiceProcess
 from tests.support.gateway_procs import ConnectionCounter, RedisProcess, gateway_process, stub_process
-from tests.support.servers import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ import httpx
 import psutil
 import pytest
 
+from devkit.processes import ServiceProcess
 from tests.support.gateway_procs import RedisProcess, gateway_process, stub_process
-from tests.support.servers import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

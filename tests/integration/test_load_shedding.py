@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devkit.processes import ServiceProcess
 from tests.support.gateway_procs import RedisProcess, gateway_process, stub_process
-from tests.support.servers import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from tests.support.servers import ServiceProcess, ServiceStartError
+from devkit.processes import ServiceProcess, ServiceStartError
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.screens import as_data_url, order_screenshot
-from tests.support.servers import ServiceProcess
+from devkit.processes import ServiceProcess
+from devkit.screens import as_data_url, order_screenshot
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

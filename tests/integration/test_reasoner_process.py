@@ -9,7 +9,7 @@ import pytest
 from reasoner.config import ReasonerSettings
 from reasoner.embedded import lookup, prepare
 
-from tests.support.servers import ServiceProcess
+from devkit.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,12 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import gateway.main as gateway_main
 import httpx
 import pytest
 import uvicorn
-from gateway.config import GatewaySettings
-from gateway.fetch import FetchPolicy, ImageFetcher
+from gateway.config import GatewaySettings, ImageSettings
+from gateway.images.fetch import FetchPolicy, ImageFetcher
 from gateway.main import create_app
 from PIL import Image
 from starlette.applications import Starlette
@@ -29,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from devkit.processes import ThreadedServer, free_port
 from tests.support.gateway_procs import RedisProcess, stub_process
-from tests.support.servers import ThreadedServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -97,13 +96,14 @@ def gateway_url(redirector: Redirector) -> Iterator[str]:
             raise OSError(f"test DNS: no such host {host}")
         return DNS[host]
 
-    def fetcher_with_test_dns(policy: FetchPolicy) -> ImageFetcher:
+    def fetcher_with_test_dns(images: ImageSettings) -> ImageFetcher:
         from dataclasses import replace
 
+        policy = FetchPolicy.from_settings(images)
         return ImageFetcher(replace(policy, allow_private_for_tests=True), resolver=resolve)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(gateway_main, "ImageFetcher", fetcher_with_test_dns)
+    patch.setattr(ImageFetcher, "from_settings", staticmethod(fetcher_with_test_dns))
     try:
         with (
             RedisProcess() as redis,

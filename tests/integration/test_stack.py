@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from tests.support.screens import as_data_url, order_screenshot
+from devkit.screens import as_data_url, order_screenshot
 from tests.support.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

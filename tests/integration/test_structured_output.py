@@ -16,7 +16,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.support.screens import as_data_url, invoice_screenshot
+from devkit.screens import as_data_url, invoice_screenshot
 from tests.support.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.support.servers import ServiceProcess
+from devkit.processes import ServiceProcess
 from tests.support.tiny_models import GLM46V_TINY, tiny_model_path
 
 pytestmark = pytest.mark.integration

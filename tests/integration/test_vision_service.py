@@ -10,8 +10,8 @@ import httpx
 import pytest
 from flashsight_common.sse import iter_events
 
-from tests.support.screens import as_data_url, order_screenshot
-from tests.support.servers import ServiceProcess
+from devkit.processes import ServiceProcess
+from devkit.screens import as_data_url, order_screenshot
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
-from tests.support.screens import order_screenshot
+from devkit.screens import order_screenshot
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

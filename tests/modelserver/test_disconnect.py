@@ -9,9 +9,9 @@ import time
 import httpx
 import pytest
 
+from devkit.processes import ThreadedServer
 from tests.modelserver.conftest import build_app, chat
 from tests.support.fake_backend import FakeBackend
-from tests.support.servers import ThreadedServer
 
 LONG = "say:" + "z" * 400  # 400 decode steps of 10 ms: far longer than the test waits
 

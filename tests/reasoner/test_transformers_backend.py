@@ -28,7 +28,7 @@ from reasoner.errors import (
 )
 from reasoner.main import create_app
 
-from tests.support.servers import ThreadedServer
+from devkit.processes import ThreadedServer
 from tests.support.tiny_models import GLM4_CHAT_TINY, tiny_model_path
 
 GREEDY = SamplingParams(max_tokens=16, temperature=0.0)

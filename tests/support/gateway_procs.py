@@ -1,7 +1,7 @@
 """Real processes for gateway integration tests: OpenAI stub upstreams, a private Redis, the gateway.
 
 Every process runs on a free port and is stopped by the caller (use them as context
-managers). The stubs are ``python -m tests.support.stub_upstream`` processes, so a test
+managers). The stubs are ``python -m devkit.stub_upstream`` processes, so a test
 can kill one (a crash, as far as the gateway can tell) and start it again on the same port.
 """
 
@@ -12,7 +12,7 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from tests.support.servers import ServiceProcess
+from devkit.processes import ServiceProcess
 from tests.support.stack import RedisProcess
 
 __all__ = ["ConnectionCounter", "RedisProcess", "gateway_process", "stub_process"]
@@ -30,7 +30,7 @@ def stub_process(
     argv = [
         sys.executable,
         "-m",
-        "tests.support.stub_upstream",
+        "devkit.stub_upstream",
         "--port",
         "{port}",
         "--model",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from tests.support.servers import ServiceProcess, ServiceStartError
+from devkit.processes import ServiceProcess, ServiceStartError
 
 
 class RedisProcess(ServiceProcess):

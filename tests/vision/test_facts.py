@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from vision.backends.facts import describe_image
 
-from tests.support.screens import image_bytes_of, order_screenshot, photo_like_image
+from devkit.screens import image_bytes_of, order_screenshot, photo_like_image
 
 
 def test_order_page_is_a_white_and_red_portrait() -> None:

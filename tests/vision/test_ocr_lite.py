@@ -15,7 +15,7 @@ from vision.backends import BACKENDS
 from vision.backends.ocr_lite import OcrLiteBackend, last_user_turn
 from vision.config import VisionSettings
 
-from tests.support.screens import as_data_url, invoice_screenshot, order_screenshot, photo_like_image
+from devkit.screens import as_data_url, invoice_screenshot, order_screenshot, photo_like_image
 
 
 @dataclass

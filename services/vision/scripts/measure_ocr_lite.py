@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 from vision.backends.ocr import OcrEngine
 
-from tests.support.screens import as_data_url, image_bytes_of, order_screenshot
+from devkit.screens import as_data_url, image_bytes_of, order_screenshot
 
 
 def _memory_mb(pid: int) -> dict[str, float]:

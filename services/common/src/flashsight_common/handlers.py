@@ -4,8 +4,10 @@ FastAPI and Starlette raise their own exceptions before a service's code runs: r
 validation (→ 400 naming the field, or ``invalid_json`` for a body that is not JSON),
 unknown routes and methods (→ 404 / 405), and anything unexpected (→ 500, logged with
 its traceback: a 500 is a bug). Each service builds its ONE handler table from its own
-exception tree plus :func:`framework_handlers`, and registers it with
-:func:`install_handlers`.
+exception tree plus :func:`framework_handlers` (:func:`service_handlers` builds both),
+and registers it with :func:`install_handlers`. :func:`api_error_response` is the one place
+an :class:`~flashsight_common.errors.ApiError` becomes a response, for the handlers and for
+middleware that refuses a request before any route runs.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from flashsight_common.errors import describe_validation_errors, error_body
+from flashsight_common.errors import ApiError, describe_validation_errors, error_body
 from flashsight_common.requestid import read_request_id
 
 Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
@@ -37,6 +39,25 @@ def error_response(
     return JSONResponse(
         error_body(message, type=type, param=param, code=code), status_code=status, headers=headers
     )
+
+
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """The response for one of a service's own errors: its status, OpenAI body and headers."""
+    return JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
+
+
+def api_error_handler(logger: logging.Logger, *, log_server_errors: bool) -> Handler:
+    """The handler of a service's own exception tree (5xx logged as a warning when asked)."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        if log_server_errors and exc.status() >= 500:
+            logger.warning(
+                "%s %s → %d %s: %s", request.method, request.url.path, exc.status(), exc.code, exc.message
+            )
+        return api_error_response(exc)
+
+    return handle
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -92,6 +113,16 @@ def framework_handlers(logger: logging.Logger) -> dict[type[Exception], Handler]
         RequestValidationError: validation_error,
         StarletteHTTPException: http_error,
         Exception: unexpected_error(logger),
+    }
+
+
+def service_handlers(
+    base: type[ApiError], logger: logging.Logger, *, log_server_errors: bool = False
+) -> dict[type[Exception], Handler]:
+    """A service's ONE handler table: its exception tree (rooted in ``base``), then the framework's."""
+    return {
+        base: api_error_handler(logger, log_server_errors=log_server_errors),
+        **framework_handlers(logger),
     }
 
 

@@ -4,15 +4,19 @@
 
     GatewayError                        500  base: every error the gateway raises on purpose
     ├── InvalidRequestError             400  the request is wrong; the message says what is accepted
-    │   ├── ImageInputError             400  an image was refused (code from gateway.images:
+    │   ├── ImageInputError             400  an image was refused (code from gateway.images.normalise:
     │   │                                    invalid_image, image_too_large, unsupported_image_format)
     │   ├── ImageFetchError             400  an image URL was blocked or could not be fetched
     │   ├── TooManyImagesError          400  more images than ``max_images_per_request``
+    │   ├── NumberOutOfRangeError       400  a number past signed 64 bits, or not finite (gateway.api.numbers)
+    │   ├── PromptTooLargeError         400  too many messages/parts, or a prompt over the text cap
+    │   │                                    (gateway.answer.prompt_budget)
     │   └── RouteConflictError          400  the model id, ``route`` field and header force different routes
-    ├── AuthenticationError             401  no or wrong API key (gateway.auth)
+    ├── AuthenticationError             401  + WWW-Authenticate: no or wrong API key
     ├── ModelNotFoundError              404  ``model`` is not one of GET /v1/models
     ├── UnsupportedMediaTypeError       415  a chat body declared as something other than JSON
-    ├── RateLimitedError                429  + Retry-After, x-ratelimit-*: over the limit (gateway.ratelimit)
+    ├── RateLimitedError                429  + Retry-After, x-ratelimit-*: over the limit
+    │   └── AuthFailuresLimitedError    429  too many missing/wrong keys from one address
     ├── RateLimitUnavailableError       503  + Retry-After: Redis down and rate limits fail closed
     ├── RequestDeadlineError            504  + Retry-After: not answered within ``request_deadline_s``
     └── UpstreamError                   502  vision or reasoner failed (``.upstream`` names which)
@@ -21,13 +25,16 @@
         │   ├── UpstreamTimeoutError    503  + Retry-After: no answer in time
         │   ├── UpstreamOverloadedError 503  + Retry-After: it said 503/429 (its Retry-After kept)
         │   └── UpstreamCircuitOpenError 503 + Retry-After: failed repeatedly, not called for a while
-        │                                    (gateway.guarded; the reasoner's is caught: degraded answer)
+        │       └── ReasonerCircuitOpenError 503  the reasoner's: always caught, the answer degrades
         ├── UpstreamProtocolError       502  it answered something that is not OpenAI JSON/SSE
         └── UpstreamRejectedError       4xx  it refused the request: its status and error body pass through
 
-Lower layers (aiohttp, gateway.images, gateway.fetch) are translated into this tree at
-the boundary with ``raise X(...) from exc``. Reasoner failures rarely reach this table:
-the pipeline catches them and answers from vision instead (see ``gateway.degrade``).
+Every class of the tree is defined here and nowhere else. Lower layers (aiohttp, Redis,
+gateway.images.normalise, gateway.images.fetch) are translated into this tree at the
+boundary with ``raise X(...) from exc``. Reasoner failures rarely reach the table: the
+request service catches them and answers from vision instead (see
+``gateway.answer.degradation``). Rendering is one function, :func:`error_response`: the
+handler table uses it, and so does the auth middleware, which refuses before any route.
 FastAPI's own errors (validation, unknown routes and methods, bugs) get the handlers
 every service shares (``flashsight_common.handlers``); a body over ``max_body_bytes`` is
 refused (413 ``payload_too_large``) by ``flashsight_common.bodylimit`` before any route runs.
@@ -38,10 +45,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from flashsight_common.errors import ApiError
-from flashsight_common.handlers import Handler, framework_handlers, install_handlers
+from flashsight_common.handlers import Handler, api_error_response, install_handlers, service_handlers
+from starlette.responses import JSONResponse
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +83,64 @@ class TooManyImagesError(InvalidRequestError):
     default_code = "too_many_images"
 
 
+class NumberOutOfRangeError(InvalidRequestError):
+    """A number in the request does not fit a signed 64-bit integer, or is not finite."""
+
+    default_code = "number_out_of_range"
+
+
+class PromptTooLargeError(InvalidRequestError):
+    """Too many messages or content parts, or a prompt that costs more than the cap."""
+
+    default_code = "prompt_too_large"
+
+
 class RouteConflictError(InvalidRequestError):
     """Two ways of forcing the route disagree."""
 
     default_code = "route_conflict"
+
+
+class AuthenticationError(GatewayError):
+    """The request carries no API key, or one that is not accepted."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="flashsight"'}
+
+
+class RateLimitedError(GatewayError):
+    """The caller used up its requests for the current window."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int, limit_headers: dict[str, str]) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.limit_headers = limit_headers
+        """The ``x-ratelimit-*`` headers of the refused request."""
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), **self.limit_headers}
+
+
+class AuthFailuresLimitedError(RateLimitedError):
+    """Too many requests with a missing or wrong API key from one client address."""
+
+    default_code = "too_many_auth_failures"
+
+
+class RateLimitUnavailableError(GatewayError):
+    """Redis is down and the operator chose to fail closed (``rate_limit_fail_open=false``)."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "rate_limit_unavailable"
+    default_retry_after = 5
 
 
 class RequestDeadlineError(GatewayError):
@@ -148,6 +209,16 @@ class UpstreamOverloadedError(UpstreamUnavailableError):
     default_retry_after = 1
 
 
+class UpstreamCircuitOpenError(UpstreamUnavailableError):
+    """The upstream failed repeatedly just now; it is not being called for a while."""
+
+    default_code = "upstream_circuit_open"
+
+
+class ReasonerCircuitOpenError(UpstreamCircuitOpenError):
+    """The reasoner failed repeatedly just now; it is not being called for a while."""
+
+
 class UpstreamProtocolError(UpstreamError):
     """The upstream answered something that is not OpenAI-shaped JSON or SSE."""
 
@@ -175,22 +246,17 @@ class UpstreamRejectedError(UpstreamError):
         return super().body()
 
 
-async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, GatewayError)
-    if exc.status() >= 500:
-        logger.warning(
-            "%s %s → %d %s: %s", request.method, request.url.path, exc.status(), exc.code, exc.message
-        )
-    return JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
+def error_response(exc: GatewayError) -> JSONResponse:
+    """The one rendering of a gateway error: its status, OpenAI error body and headers."""
+    return api_error_response(exc)
 
 
 # The one handler table: exception class → handler (the most specific class wins, by MRO).
-# FastAPI's validation errors, unknown routes/methods and bugs are handled as in every
-# FlashSight service (flashsight_common.handlers).
-EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
-    GatewayError: _gateway_error,
-    **framework_handlers(logger),
-}
+# GatewayError's 5xx are logged as warnings; FastAPI's validation errors, unknown
+# routes/methods and bugs are handled as in every FlashSight service.
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = service_handlers(
+    GatewayError, logger, log_server_errors=True
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:

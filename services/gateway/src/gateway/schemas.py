@@ -9,13 +9,14 @@ Every answer carries a :class:`FlashSightMeta` (in the body, the last stream chu
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Literal
 from urllib.parse import quote
 
 from flashsight_common.schemas import ChatCompletionRequest
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from gateway.promptbudget import check_counts
+from gateway.answer.prompt_budget import check_counts
 
 RouteName = Literal["direct", "cascade"]
 CacheStatus = Literal["hit", "miss", "partial", "unavailable"]
@@ -30,7 +31,14 @@ DegradedReason = Literal[
     "overload_holding_reply",
 ]
 
+Stage = Literal["admission", "vision", "reasoner"]
+
 DEGRADED_NOTICE = "当前仅提供图像描述 / image description only"
+
+
+def _elapsed_ms(since: float) -> float:
+    # Milliseconds since a time.perf_counter() value, rounded for humans.
+    return round((time.perf_counter() - since) * 1000, 1)
 
 
 class RouteOptions(BaseModel):
@@ -112,13 +120,53 @@ class FlashSightMeta(BaseModel):
     degraded_reason: DegradedReason | None = None
     notice: str | None = None
     load_shedding: list[str] = Field(default_factory=list)
-    """Overload steps applied to this request (see gateway.shedding)."""
+    """Overload steps applied to this request (see gateway.answer.shedding)."""
     safety: dict[str, Any] | None = None
-    """The safety pre-filter's findings, when it is on (see gateway.safety)."""
+    """The safety pre-filter's findings, when it is on (see gateway.images.safety)."""
     models: ModelsUsed = Field(default_factory=ModelsUsed)
     timings_ms: Timings = Field(default_factory=Timings)
     images: list[str] = Field(default_factory=list)
     request_id: str | None = None
+
+    # --- the only ways the request service changes the metadata ---------------------------
+
+    def record_stage(self, stage: Stage, *, started: float) -> None:
+        """Time a stage (``vision`` / ``reasoner`` / ``admission``) from ``started`` (perf_counter) to now."""
+        setattr(self.timings_ms, stage, _elapsed_ms(started))
+
+    def record_model(self, stage: Literal["vision", "reasoner"], model: object) -> None:
+        """The model that really answered for ``stage`` (ignored when the upstream named none)."""
+        if model:
+            setattr(self.models, stage, str(model))
+
+    def record_captions(
+        self, *, cache: CacheStatus | None, vision_model: str | None, elapsed_ms: float
+    ) -> None:
+        """The cascade's caption step: cache outcome, captioning model, time."""
+        self.caption_cache = cache
+        self.models.vision = vision_model
+        self.timings_ms.caption = round(elapsed_ms, 1)
+
+    def mark_degraded(self, reason: DegradedReason) -> None:
+        """Vision answers alone (the reasoner could not), and why; the notice tells the reader."""
+        self.degraded = True
+        self.degraded_reason = reason
+        self.notice = DEGRADED_NOTICE
+
+    def mark_shed(self, steps: list[DegradedReason]) -> None:
+        """The overload steps applied; the most severe names the degradation unless one is known."""
+        if not steps:
+            return
+        self.load_shedding = list(steps)
+        self.degraded = True
+        self.degraded_reason = self.degraded_reason or steps[-1]
+
+    def finish(self, *, started: float) -> FlashSightMeta:
+        """The metadata with the total time (since ``started``, perf_counter) filled in."""
+        self.timings_ms.total = _elapsed_ms(started)
+        return self
+
+    # --- rendering ------------------------------------------------------------------------
 
     def headers(self) -> dict[str, str]:
         """``X-FlashSight-*`` response headers (non-ASCII percent-encoded as UTF-8)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from flashsight_common.requestid import read_request_id
+from flashsight_common.deps import RequestIdDep, app_state
 
 from modelserver.backend import Backend
 from modelserver.config import ModelServerSettings
@@ -13,14 +13,6 @@ from modelserver.engine import Engine
 from modelserver.errors import NotReadyError
 from modelserver.metrics import ModelMetrics
 from modelserver.readiness import Readiness
-
-
-def get_settings(request: Request) -> ModelServerSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
-
-
-def get_readiness(request: Request) -> Readiness:
-    return request.app.state.readiness  # type: ignore[no-any-return]
 
 
 def get_backend(request: Request) -> Backend:
@@ -39,20 +31,25 @@ def get_engine(request: Request) -> Engine:
     return engine
 
 
-def get_metrics(request: Request) -> ModelMetrics:
-    return request.app.state.metrics  # type: ignore[no-any-return]
-
-
 def get_served_model_id(request: Request) -> str:
     """The id responses report: ``served_model_name`` if set, else the backend's own id."""
     settings: ModelServerSettings = request.app.state.settings
     return settings.served_model_name or get_backend(request).model_id
 
 
-SettingsDep = Annotated[ModelServerSettings, Depends(get_settings)]
-ReadinessDep = Annotated[Readiness, Depends(get_readiness)]
+SettingsDep = Annotated[ModelServerSettings, Depends(app_state("settings"))]
+ReadinessDep = Annotated[Readiness, Depends(app_state("readiness"))]
 BackendDep = Annotated[Backend, Depends(get_backend)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
-MetricsDep = Annotated[ModelMetrics, Depends(get_metrics)]
+MetricsDep = Annotated[ModelMetrics, Depends(app_state("metrics"))]
 ServedModelDep = Annotated[str, Depends(get_served_model_id)]
-RequestIdDep = Annotated[str, Depends(read_request_id)]
+
+__all__ = [
+    "BackendDep",
+    "EngineDep",
+    "MetricsDep",
+    "ReadinessDep",
+    "RequestIdDep",
+    "ServedModelDep",
+    "SettingsDep",
+]

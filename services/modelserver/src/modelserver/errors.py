@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from flashsight_common.errors import ApiError
-from flashsight_common.handlers import Handler, framework_handlers, install_handlers
+from flashsight_common.handlers import Handler, install_handlers, service_handlers
 
 logger = logging.getLogger(__name__)
 
@@ -96,18 +95,10 @@ class BackendError(ModelServerError):
     default_code = "backend_error"
 
 
-async def _model_server_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ModelServerError)
-    return JSONResponse(exc.body(), status_code=exc.status(), headers=exc.headers())
-
-
 # The one handler table: exception class → handler (most specific classes are matched by MRO).
 # FastAPI's validation errors, unknown routes/methods and bugs are handled as in every
 # FlashSight service (flashsight_common.handlers).
-EXCEPTION_HANDLERS: dict[type[Exception], Handler] = {
-    ModelServerError: _model_server_error,
-    **framework_handlers(logger),
-}
+EXCEPTION_HANDLERS: dict[type[Exception], Handler] = service_handlers(ModelServerError, logger)
 
 
 def install_error_handlers(app: FastAPI) -> None:

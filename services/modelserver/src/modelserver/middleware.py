@@ -3,25 +3,21 @@
 The X-Request-ID contract and the body limit are the shared ones
 (:mod:`flashsight_common.requestid`, :mod:`flashsight_common.bodylimit`); ``app`` puts
 :class:`~flashsight_common.requestid.RequestIdMiddleware` outside this one, so the
-request id is set while the access line is written. Pure ASGI (not
-``BaseHTTPMiddleware``) so streamed responses pass through untouched and a client
-disconnect still reaches the route.
+request id is set while the access line is written. The response is watched the way
+every service watches it (:mod:`flashsight_common.watch`).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 from flashsight_common.requestid import request_id_var
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from flashsight_common.watch import QUIET_PATHS, ResponseWatch, endpoint_of
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserver.metrics import ModelMetrics
 
 logger = logging.getLogger("modelserver.access")
-
-# Probes would drown the log at info level.
-_QUIET_ENDPOINTS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class AccessMiddleware:
@@ -35,23 +31,14 @@ class AccessMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 500
-        started = time.perf_counter()
-
-        async def send_observed(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = ResponseWatch(send)
         try:
-            await self.app(scope, receive, send_observed)
+            await self.app(scope, receive, watch.send)
         finally:
-            elapsed = time.perf_counter() - started
-            endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
+            elapsed, status, endpoint = watch.elapsed_s(), watch.status, endpoint_of(scope)
             self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
             self.metrics.request_duration.labels(endpoint=endpoint).observe(elapsed)
-            level = logging.DEBUG if endpoint in _QUIET_ENDPOINTS else logging.INFO
+            level = logging.DEBUG if endpoint in QUIET_PATHS else logging.INFO
             fields = {"method": scope["method"], "path": scope["path"], "status": status,
                       "latency_ms": round(elapsed * 1000, 1)}
             logger.log(level, "%s %s %d %.3fs request_id=%s", scope["method"], scope["path"], status,

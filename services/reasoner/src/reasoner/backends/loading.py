@@ -14,7 +14,8 @@ from modelserver.torch_runtime import (
     resolve_dtype,
 )
 
-from reasoner.config import EMBEDDED_PREFIX, ReasonerSettings
+from reasoner.catalogue import EMBEDDED_PREFIX
+from reasoner.config import ReasonerSettings
 from reasoner.embedded import lookup, prepare
 from reasoner.errors import (
     ChatTemplateMissingError,

@@ -1,0 +1,1 @@
+"""Image admission: fetching image URLs SSRF-safely, normalising bytes, the safety pre-filter."""

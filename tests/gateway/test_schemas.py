@@ -1,0 +1,69 @@
+"""gateway.schemas: the flashsight metadata changes only through its own methods, and renders to headers."""
+
+from __future__ import annotations
+
+import time
+
+from gateway.schemas import DEGRADED_NOTICE, FlashSightMeta, GatewayChatRequest
+
+
+def _meta() -> FlashSightMeta:
+    return FlashSightMeta(route="cascade", route_reason="keyword", matched_keyword="为什么")
+
+
+def test_marking_degraded_sets_the_reason_and_the_notice() -> None:
+    meta = _meta()
+    meta.mark_degraded("reasoner_circuit_open")
+    assert (meta.degraded, meta.degraded_reason, meta.notice) == (
+        True,
+        "reasoner_circuit_open",
+        DEGRADED_NOTICE,
+    )
+
+
+def test_a_known_degradation_reason_is_kept_when_shedding_is_marked_after_it() -> None:
+    meta = _meta()
+    meta.mark_degraded("reasoner_timeout")
+    meta.mark_shed(["overload_max_tokens", "overload_greedy"])
+    assert meta.degraded_reason == "reasoner_timeout" and meta.load_shedding == [
+        "overload_max_tokens",
+        "overload_greedy",
+    ]
+    untouched = _meta()
+    untouched.mark_shed([])
+    assert not untouched.degraded and untouched.load_shedding == []
+
+
+def test_stages_models_captions_and_the_total_are_recorded() -> None:
+    meta = _meta()
+    started = time.perf_counter() - 0.05
+    meta.record_stage("reasoner", started=started)
+    meta.record_model("reasoner", "smollm2")
+    meta.record_model("vision", None)  # an upstream that named no model leaves it unknown
+    meta.record_captions(cache="hit", vision_model="ocr-lite", elapsed_ms=1.234)
+    assert meta.finish(started=started) is meta
+    assert meta.timings_ms.reasoner is not None and meta.timings_ms.reasoner >= 50
+    assert meta.timings_ms.total is not None and meta.timings_ms.caption == 1.2
+    assert (
+        meta.models.model_dump() == {"vision": "ocr-lite", "reasoner": "smollm2"}
+        and meta.caption_cache == "hit"
+    )
+
+
+def test_headers_percent_encode_the_keyword_and_name_the_degradation() -> None:
+    meta = _meta()
+    meta.mark_degraded("reasoner_error")
+    headers = meta.headers()
+    assert headers["X-FlashSight-Keyword"] == "%E4%B8%BA%E4%BB%80%E4%B9%88"
+    assert headers["X-FlashSight-Degraded"] == "reasoner_error" and headers["X-FlashSight-Cache"] == "none"
+
+
+def test_the_chat_request_reports_where_the_body_forces_a_route() -> None:
+    body = GatewayChatRequest.model_validate(
+        {
+            "messages": [{"role": "user", "content": "hi"}],
+            "route": "direct",
+            "flashsight": {"route": "cascade"},
+        }
+    )
+    assert body.route_forces() == {"route": "direct", "flashsight.route": "cascade"}
