@@ -25,6 +25,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_queue": (1, 1_000_000),
     "default_max_tokens": (1, 1_000_000),
     "max_request_bytes": (1024, 1 << 34),
+    # the GPU decode fast path (modelserver.cuda_graphs)
+    "kv_cache_gib": (0.001, 4096),
+    "kv_cache_max_len": (2, 1 << 22),
 }
 
 
@@ -52,6 +55,16 @@ class ModelServerSettings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     """``json``: one JSON object per line (docker compose sets it); ``text``: for a terminal."""
 
+    # -- the GPU decode fast path (modelserver.static_kv, modelserver.cuda_graphs) --------
+    static_kv: Literal["auto", "on", "off"] = "auto"
+    """Decode in a preallocated KV cache of ``max_batch_size`` slots: ``auto`` on CUDA only."""
+    cuda_graphs: bool = True
+    """On CUDA, capture the static-cache decode step in CUDA graphs (off: eager steps)."""
+    kv_cache_gib: float = 8.0
+    """The static cache's budget: slots × row length × bytes per token stays under it."""
+    kv_cache_max_len: int = 8192
+    """Tokens per row (prompt plus answer) in the static cache, lowered to fit the budget and context."""
+
     @model_validator(mode="after")
     def _check_ranges(self) -> ModelServerSettings:
         # A model validator rather than Field(ge=...): a subclass that overrides a default
@@ -72,7 +85,7 @@ class ModelServerSettings(BaseSettings):
             raise ValueError(f"device {value!r} is not accepted; use auto, cpu, cuda or cuda:N")
         return value
 
-    @field_validator("log_level", "log_format", "dtype", mode="before")
+    @field_validator("log_level", "log_format", "dtype", "static_kv", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

@@ -17,6 +17,11 @@
    (:mod:`modelserver.kv_batch`), so a request never waits for a whole batch to end.
    Needs a plain dynamic KV cache and no per-row model state; otherwise nobody joins.
 
+5. **Static cache** (optional ``static_kv``, the GPU fast path): the rows live in a
+   preallocated cache (:mod:`modelserver.static_kv`) whose step may be a CUDA graph
+   (:mod:`modelserver.cuda_graphs`); the next step is launched before the sampled tokens
+   reach the CPU, so the bookkeeping above overlaps it. Same tokens as the dynamic path.
+
 Nothing per request outlives its row: a row's state (prompt, detokenizer, constraint,
 result) is dropped when it finishes, and its :class:`RowResult` is handed to the optional
 ``on_result`` callback rather than collected, because under continuous batching a batch
@@ -55,6 +60,7 @@ import torch
 from modelserver.backend import BatchSink, SamplingParams
 from modelserver.errors import InvalidRequestError
 from modelserver.kv_batch import RunningBatch, can_merge
+from modelserver.static_kv import StaticBatch, StaticKV, fetch_later
 
 _REPLACEMENT = "\ufffd"  # what a tokenizer decodes an incomplete UTF-8 sequence to
 _MIN_TEMPERATURE = 1e-5
@@ -176,13 +182,16 @@ def decode_batch(
     constraints: Sequence[LogitsConstraint | None] | None = None,
     join: Joiner | None = None,
     on_result: ResultCallback | None = None,
+    static_kv: StaticKV | None = None,
 ) -> None:
     """Decode ``prompts`` (token ids) together, streaming to ``sink``, until no row is left.
 
     ``sink.finish`` is called exactly once per row (``sink.fail`` instead for a prompt that
     does not fit ``max_context``); then ``on_result(index, result)`` gets the row's
     :class:`RowResult` (``finish_reason`` None if it failed) and the loop forgets the row.
-    Runs under ``torch.inference_mode``.
+    Runs under ``torch.inference_mode``. With ``static_kv`` the rows decode in that
+    preallocated cache (:mod:`modelserver.static_kv`; CUDA graphs when captured) instead of
+    a dynamic one; a row's prompt plus answer is then capped at its length.
     """
     if len(prompts) != len(params):
         raise ValueError(f"{len(prompts)} prompts but {len(params)} sampling params")
@@ -202,6 +211,7 @@ def decode_batch(
             constraints=constraints,
             join=join,
             on_result=on_result,
+            static_kv=static_kv,
         ).run()
 
 
@@ -236,8 +246,12 @@ class _Decoder:
         constraints: Sequence[LogitsConstraint | None] | None = None,
         join: Joiner | None = None,
         on_result: ResultCallback | None = None,
+        static_kv: StaticKV | None = None,
     ) -> None:
         self.model = model
+        self.static_kv = static_kv
+        if static_kv is not None:  # a row's prompt and answer must fit one slot of the static cache
+            max_context = static_kv.max_len if max_context is None else min(max_context, static_kv.max_len)
         self.tokenizer = tokenizer
         self.skip_special_tokens = skip_special_tokens
         self.sink = sink
@@ -280,8 +294,14 @@ class _Decoder:
         if not active:
             return
         extra = {key: _to_device(value, self.device) for key, value in self.extra_inputs.items()}
-        batch = self._prefill(active, extra)
-        joinable = self.join is not None and can_merge(batch.cache, self.model)
+        prefilled = self._prefill(active, extra)
+        batch: RunningBatch | StaticBatch
+        if self.static_kv is not None:
+            batch = self.static_kv.start(prefilled)
+            joinable = self.join is not None
+        else:
+            batch = prefilled
+            joinable = self.join is not None and can_merge(prefilled.cache, self.model)
         while batch.active:
             self._constrain(batch.logits, batch.active)
             tokens, probs = _sample(
@@ -291,12 +311,22 @@ class _Decoder:
                 batch.generators,
                 any_sampling=any(not self.rows[i].params.greedy for i in batch.active),
             )
-            keep = self._advance(batch.active, tokens.tolist(), probs.tolist())
-            if len(keep) < len(batch.active):  # drop finished rows from every per-row tensor
-                batch.select(keep, self.model)
-                tokens = tokens[torch.tensor(keep, dtype=torch.long, device=self.device)]
-            if batch.active:
-                self._step(batch, tokens)
+            if isinstance(batch, StaticBatch):
+                # Overlap: the next step is launched for every row before this step's tokens
+                # reach the CPU, so the GPU computes while the rows are recorded and streamed.
+                # Rows that finished leave right after (their one extra token is never read).
+                fetch = fetch_later(tokens, probs)
+                batch.step(tokens)
+                keep = self._advance(batch.active, *fetch())
+                if len(keep) < len(batch.active):
+                    batch.select(keep, self.model)
+            else:
+                keep = self._advance(batch.active, tokens.tolist(), probs.tolist())
+                if len(keep) < len(batch.active):  # drop finished rows from every per-row tensor
+                    batch.select(keep, self.model)
+                    tokens = tokens[torch.tensor(keep, dtype=torch.long, device=self.device)]
+                if batch.active:
+                    self._step(batch, tokens)
             if joinable and (joined := self._join(len(batch.active))):
                 batch.merge(self._prefill(joined, {}))
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # torch is imported when a model loads, not when the backend 
 
 log = logging.getLogger(__name__)
 
-WARMUP_MESSAGE = "Say hello."
+WARMUP_MESSAGES = ("Say hello.", "Say hello to everyone in the room, please.")
 WARMUP_TOKENS = 4
 
 
@@ -38,6 +38,8 @@ class TransformersBackend:
         self.tokenizer: Any = None
         self.max_context: int | None = None
         self.structured: Any = None
+        self.static_kv: Any = None
+        """The GPU fast path (:mod:`modelserver.cuda_graphs`); None: the dynamic-cache path."""
 
     def load(self) -> None:
         from reasoner.backends.loading import (
@@ -60,6 +62,9 @@ class TransformersBackend:
         from modelserver.structured import for_model
 
         self.structured = for_model(self.model, self.tokenizer)
+        from modelserver.cuda_graphs import prepare_static_kv
+
+        self.static_kv = prepare_static_kv(self.model, self.settings, context=self.max_context)
         params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "model %s ready: %s (%.0fM parameters, context %s)",
@@ -73,15 +78,31 @@ class TransformersBackend:
         from flashsight_common.schemas import ChatMessage
         from modelserver.decoding import decode_batch
 
-        prompt = encode_prompt(self.tokenizer, [ChatMessage(role="user", content=WARMUP_MESSAGE)])
-        decode_batch(
-            self.model,
-            self.tokenizer,
-            [prompt],
-            [SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0)],
-            DiscardSink(),
-            max_context=self.max_context,
-        )
+        # Two prompts of different lengths: the padded-batch prefill path is warmed up too
+        # (its first call is slow on a GPU; the first concurrent requests would pay for it).
+        messages = WARMUP_MESSAGES[: self.settings.max_batch_size]
+        prompts = [encode_prompt(self.tokenizer, [ChatMessage(role="user", content=m)]) for m in messages]
+
+        def warm() -> None:
+            decode_batch(
+                self.model,
+                self.tokenizer,
+                prompts,
+                [SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0)] * len(prompts),
+                DiscardSink(),
+                max_context=self.max_context,
+                static_kv=self.static_kv,
+            )
+
+        try:
+            warm()
+        except Exception:
+            if self.static_kv is None:
+                raise
+            # The fast path must never cost the service: decode as before (dynamic cache).
+            log.exception("the static KV cache failed its warm-up decode: falling back to the dynamic cache")
+            self.static_kv = None
+            warm()
 
     def check_request(self, request: GenerationRequest) -> None:
         """Refuse what this backend cannot honour before the request is queued."""
@@ -115,6 +136,7 @@ class TransformersBackend:
             max_context=self.max_context,
             constraints=[row.constraint for row in rows],
             join=join if admit is not None else None,
+            static_kv=self.static_kv,
         )
 
     def _prepare(
