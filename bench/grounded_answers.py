@@ -2,15 +2,15 @@
 """Do the answers name the right facts? The evaluation set on the real embedded stack, per route and language.
 
 One run starts Redis, vision (ocr-lite), reasoner (SmolLM2-135M) and the gateway as real
-processes (``tests.support.stack``), then asks every question of ``tests/evalset`` twice:
+processes (``devkit.stack``), then asks every question of ``devkit/evalset`` twice:
 
 * ``direct`` (``model: "direct"``): ocr-lite answers the question itself;
 * ``cascade`` (``model: "cascade"``): ocr-lite captions, SmolLM2 answers, unless the
   language gate sends the question to vision (``route_reason: reasoner_language``).
 
-An answer *passes* when it names every fact its question lists (``tests/evalset/cases.py``),
+An answer *passes* when it names every fact its question lists (``devkit/evalset/cases.py``),
 claims none of the absent ones, and is written in the question's language
-(``tests/evalset/scoring.py``). Printed per route × question language: passes, the share of
+(``devkit/evalset/scoring.py``). Printed per route × question language: passes, the share of
 facts named, how many answers the gate sent to vision, how many talk about the picture's
 size or colours (the distraction the cascade prompt keeps apart) and how many loop (a
 12-token span said twice). Decoding is greedy (``temperature: 0``), so a rerun on the same
@@ -38,10 +38,10 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from devkit.evalset.cases import CASES, SEED, Case, Question  # noqa: E402
+from devkit.evalset.scoring import Score, score  # noqa: E402
 from devkit.screens import as_data_url  # noqa: E402
-from tests.evalset.cases import CASES, SEED, Case, Question  # noqa: E402
-from tests.evalset.scoring import Score, score  # noqa: E402
-from tests.support.stack import running_stack  # noqa: E402
+from devkit.stack import running_stack  # noqa: E402
 
 ROUTES = ("direct", "cascade")
 _TOKEN = re.compile(r"[\u3400-\u9fff]|[A-Za-z0-9_']+")

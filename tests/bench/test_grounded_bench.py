@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.grounded_answers import Result, loops, report
-from tests.evalset.cases import SEED
-from tests.evalset.scoring import score
+from devkit.evalset.cases import SEED
+from devkit.evalset.scoring import score
 
 
 def test_loops_are_a_twelve_token_span_said_twice() -> None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.stack import Stack, running_stack
+from devkit.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="session")

@@ -220,8 +220,12 @@ def test_two_replicas_share_one_limit_exactly(redis: RedisProcess) -> None:
             assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
             missing = client.post(f"{two.base_url}/v1/chat/completions", json={"messages": TEXT_ONLY})
             assert missing.status_code == 401 and "API key" in missing.json()["error"]["message"]
-            for path in ("/healthz", "/readyz", "/metrics"):
+            for path in ("/healthz", "/readyz"):
                 assert client.get(f"{one.base_url}{path}").status_code == 200, path  # exempt from keys
+            # /metrics shows per-endpoint counts and circuit states: key holders only (GATEWAY_OPS_PUBLIC)
+            assert client.get(f"{one.base_url}/metrics").status_code == 401
+            keyed = client.get(f"{one.base_url}/metrics", headers={"Authorization": "Bearer key-alpha"})
+            assert keyed.status_code == 200
         assert "NO API KEYS" not in one.log_tail(100)
 
 

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from devkit.screens import as_data_url, photo_like_image
-from tests.support.stack import Stack, running_stack
+from devkit.stack import Stack, running_stack
 from tests.support.tiny_models import GLM4_CHAT_TINY, GLM46V_TINY, tiny_model_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

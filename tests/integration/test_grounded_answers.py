@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devkit.evalset.cases import CASES
 from devkit.screens import as_data_url, order_screenshot
-from tests.evalset.cases import CASES
-from tests.support.stack import running_stack
+from devkit.stack import running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -184,7 +184,7 @@ def _cases(port: int) -> list[tuple[str, Any, dict[str, str], int, tuple[str, ..
             400,
             ("link-local",),
         ),
-        ("localhost", _ssrf(f"https://localhost:{p}/a.png"), {}, 400, ("loopback",)),
+        ("localhost", _ssrf(f"https://localhost:{p}/a.png"), {}, 400, ("public-address rule",)),
         ("loopback-ip", _ssrf(f"https://127.0.0.1:{p}/a.png"), {}, 400, ("loopback",)),
         ("decimal-ip", _ssrf(f"https://2130706433:{p}/a.png"), {}, 400, ("2130706433",)),
         ("hex-ip", _ssrf(f"https://0x7f000001:{p}/a.png"), {}, 400, ("0x7f000001",)),

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devkit.processes import ServiceProcess
 from devkit.screens import as_data_url, order_screenshot
-from tests.support.stack import Stack
+from devkit.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

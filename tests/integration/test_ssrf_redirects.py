@@ -156,8 +156,8 @@ def test_the_test_host_itself_is_fetched(gateway_url: str, redirector: Redirecto
         ("http://0177.0.0.1:{port}/secret", "0177.0.0.1"),
         ("http://0.0.0.0:{port}/secret", "unspecified"),
         ("http://169.254.169.254/latest/meta-data/", "link-local"),
-        ("http://meta.test/latest/meta-data/", "link-local"),
-        ("http://internal.test:{port}/secret", "private"),
+        ("http://meta.test/latest/meta-data/", "public-address rule"),  # names: the rule, not the address
+        ("http://internal.test:{port}/secret", "public-address rule"),
         ("http://user@127.0.0.1:{port}/secret", "credentials"),
         ("file:///etc/passwd", "file"),
     ],

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from devkit.screens import as_data_url, order_screenshot
-from tests.support.stack import Stack, running_stack
+from devkit.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

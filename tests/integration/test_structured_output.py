@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 
 from devkit.screens import as_data_url, invoice_screenshot
-from tests.support.stack import Stack, running_stack
+from devkit.stack import Stack, running_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

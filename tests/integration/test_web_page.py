@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from devkit.screens import order_screenshot
-from tests.support.stack import Stack
+from devkit.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,6 +14,7 @@ transformers = pytest.importorskip("transformers")
 from modelserver.backend import SamplingParams  # noqa: E402
 from modelserver.decoding import IncrementalDetokenizer, JoiningRow, decode_batch  # noqa: E402
 from modelserver.errors import InvalidRequestError  # noqa: E402
+from modelserver.structured import completeness  # noqa: E402
 
 from tests.support.tiny_models import GLM4_CHAT_TINY, tiny_model_path  # noqa: E402
 
@@ -285,6 +286,9 @@ def test_a_logits_constraint_restricts_its_row_only(model, tokenizer, prompts) -
             self.accepted.append(token)
             return True
 
+        def report(self, finish_reason: str) -> dict[str, str] | None:
+            return {"status": "complete"} if self.complete else None
+
     constraint = OnlyAllowed()
     results, sink = run(model, tokenizer, prompts[:2], [GREEDY] * 2, constraints=[constraint, None])
     assert set(results[0].token_ids) <= set(allowed) and results[0].completion_tokens == 4
@@ -358,6 +362,9 @@ class AnyToken:
 
     def accept(self, token: int) -> bool:
         return True
+
+    def report(self, finish_reason: str) -> dict[str, str] | None:
+        return completeness(self, finish_reason)
 
 
 def test_a_batch_that_keeps_admitting_forgets_each_row_when_it_finishes(model, tokenizer, prompts) -> None:

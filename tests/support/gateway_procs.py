@@ -13,7 +13,7 @@ import threading
 from collections.abc import Mapping
 
 from devkit.processes import ServiceProcess
-from tests.support.stack import RedisProcess
+from devkit.stack import RedisProcess
 
 __all__ = ["ConnectionCounter", "RedisProcess", "gateway_process", "stub_process"]
 

@@ -1,4 +1,4 @@
-"""ocr-lite on the evaluation set (tests/evalset): every answer names its facts, in the question's language.
+"""ocr-lite on the evaluation set (devkit/evalset): every answer names its facts, in the question's language.
 
 The screenshots are drawn, read by the real RapidOCR and answered by the real answerers,
 so a change that makes any answer drop a fact, claim a problem the screen does not show,
@@ -16,9 +16,9 @@ from vision.backends.answering import ImageReading, answer_question
 from vision.backends.ocr_lite import OcrLiteBackend
 from vision.config import VisionSettings
 
+from devkit.evalset.cases import CASES, SEED, Case, Question
+from devkit.evalset.scoring import score
 from devkit.screens import as_data_url
-from tests.evalset.cases import CASES, SEED, Case, Question
-from tests.evalset.scoring import score
 
 QUESTIONS = [(case, question) for case in CASES for question in case.questions]
 

@@ -59,7 +59,7 @@ def test_normal_requests_with_large_bodies_and_keep_alive_pass(server: str) -> N
             assert resp.status_code == 200 and resp.text == str(size)
 
 
-def test_headers_past_the_cap_get_400_and_the_connection_closes(server: str) -> None:
+def test_headers_past_the_cap_get_431_and_the_connection_closes(server: str) -> None:
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
@@ -70,7 +70,7 @@ def test_headers_past_the_cap_get_400_and_the_connection_closes(server: str) -> 
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered and closed while we were still sending
         answer = sock.recv(200)
-    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert answer.startswith(b"HTTP/1.1 431"), answer
 
 
 def test_the_cap_counts_each_request_on_a_keep_alive_connection_afresh(server: str) -> None:

@@ -8,7 +8,7 @@ import pytest
 from gateway.store.ratelimit import RateLimitedError, RateLimiter, RateLimitUnavailableError
 from gateway.store.redis_guard import RedisGuard, build_redis
 
-from tests.support.stack import RedisProcess
+from devkit.stack import RedisProcess
 
 
 @pytest.fixture

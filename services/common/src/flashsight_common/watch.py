@@ -28,12 +28,15 @@ class ResponseWatch:
         self._send = send
         self.started = time.perf_counter()
         self.status = 500  # what the caller sees if the app raised before answering
+        self.answered = False
+        """Whether the app started a response (an app may also return without one: its client left)."""
         self.streamed = False
         self.first_byte_s: float | None = None
 
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            self.answered = True
             self.streamed = any(
                 k.lower() == b"content-type" and v.startswith(b"text/event-stream")
                 for k, v in message.get("headers", [])

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from flashsight_common.logs import configure_logging
 from pydantic import ValidationError
+from uvicorn.supervisors import Multiprocess
 
-from gateway.api.httpserver import HeaderCappedHttpToolsProtocol
+from gateway.api.connguard import ConnectionLimits, GuardedHttpProtocol
 from gateway.config import GatewaySettings
 from gateway.telemetry import multiproc
 
@@ -19,9 +20,10 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 # GATEWAY_HTTP_PARSER → uvicorn's ``http=``; both cap request line + headers at
-# h11_max_incomplete_event_size (GATEWAY_MAX_HEADER_BYTES).
+# h11_max_incomplete_event_size (GATEWAY_MAX_HEADER_BYTES); only httptools (the default)
+# also has the connection guards (head/body timeouts, connection cap: gateway.api.connguard).
 _HTTP_PROTOCOLS: dict[str, type[asyncio.Protocol] | str] = {
-    "httptools": HeaderCappedHttpToolsProtocol,
+    "httptools": GuardedHttpProtocol,
     "h11": "h11",
 }
 
@@ -53,14 +55,26 @@ def main() -> None:
             settings.server.workers,
         )
         with multiproc.shared_metrics_dir():
-            uvicorn.run(
-                "gateway.__main__:app_from_env",
-                factory=True,
-                workers=settings.server.workers,
-                **_server(settings),
-            )
+            config = uvicorn.Config("gateway.__main__:app_from_env", factory=True, **_server(settings))
+            serve(config, settings)
     else:
-        uvicorn.run(app, **_server(settings))
+        serve(uvicorn.Config(app, **_server(settings)), settings)
+
+
+def serve(config: uvicorn.Config, settings: GatewaySettings) -> None:
+    """``uvicorn.run``, with the connection limits on the config (pickled to worker processes with it)."""
+    config.connection_limits = ConnectionLimits(  # type: ignore[attr-defined]  # read by GuardedHttpProtocol
+        head_timeout_s=settings.server.head_timeout_s,
+        body_timeout_s=settings.server.body_timeout_s,
+        max_connections=settings.server.max_connections,
+    )
+    server = uvicorn.Server(config)
+    if settings.server.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    else:
+        server.run()
+        if not server.started:
+            sys.exit(3)  # uvicorn's STARTUP_FAILURE, as uvicorn.run exits
 
 
 def build_app(settings: GatewaySettings) -> FastAPI:
@@ -88,6 +102,7 @@ def _server(settings: GatewaySettings) -> dict[str, Any]:
         "timeout_keep_alive": max(1, round(settings.server.keepalive_timeout_s)),
         "h11_max_incomplete_event_size": settings.server.max_header_bytes,
         "http": _HTTP_PROTOCOLS[settings.server.http_parser],
+        "workers": settings.server.workers,
         "timeout_graceful_shutdown": 10,
     }
 

@@ -45,8 +45,16 @@ class ServerSettings(_Section):
     """Idle client keep-alive connections are closed after this."""
     max_header_bytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 16 * 1024
     """Largest request line + headers buffered per connection (either parser)."""
+    head_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+    """A new connection (and each request from its first byte) must send its whole head in this time."""
+    body_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """A request body must be complete within this time of its head (else 408)."""
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 512
+    """Open client connections; more are answered 503 and closed. Keep below ``ulimit -n``
+    minus the upstream pools (2 x ``upstream_max_connections``) and Redis."""
     http_parser: Literal["h11", "httptools"] = "httptools"
-    """Both enforce ``max_header_bytes``; httptools (C) serves ~25% more requests/s than h11 (Python)."""
+    """Both enforce ``max_header_bytes``; httptools (C) serves ~25% more requests/s than h11 (Python),
+    and only httptools has the head/body timeouts and the connection cap."""
     workers: Annotated[int, Field(ge=1, le=64)] = 1
     """Gateway processes on the one port. 1 measured best on 2 cores shared with the models;
     more pay only with idle cores, and each keeps its own /metrics and circuit state."""
@@ -120,7 +128,12 @@ class AnswerSettings(_Section):
     request_deadline_s: PositiveSeconds = 120.0
     """Overall budget of one request up to its answer (a stream: up to its first byte) → 504."""
     max_text_chars: Annotated[int, Field(ge=100)] = 32_000
-    """Characters of text (all messages together) accepted in one chat request."""
+    """Characters of prompt accepted in one chat request: all messages' text plus 16 per message
+    for the chat template's markers."""
+    max_messages: Annotated[int, Field(ge=1, le=100_000)] = 256
+    """Messages accepted in one chat request (counted before they are parsed)."""
+    max_content_parts: Annotated[int, Field(ge=1, le=100_000)] = 64
+    """Content parts (text and image_url, all messages together) accepted in one chat request."""
     answer_cache: bool = False
     """Exact answer cache in Redis for deterministic requests (temperature 0 or a seed), per API key."""
     answer_cache_ttl_s: Annotated[int, Field(ge=1)] = 3600
@@ -166,6 +179,12 @@ class ImageSettings(_Section):
     max_pixels: Annotated[int, Field(ge=1)] = 40_000_000
     max_side: Annotated[int, Field(ge=32, le=8192)] = 1024
     max_images_per_request: Annotated[int, Field(ge=1, le=64)] = 4
+    max_decoded_bytes_per_image: Annotated[int, Field(ge=1024 * 1024)] = 160 * _MB
+    """Decoded size (pixels x channels x bytes per channel) of one image; 160 MB: 40 M px of 8-bit RGBA."""
+    max_decoded_bytes_per_request: Annotated[int, Field(ge=1024 * 1024)] = 256 * _MB
+    """Decoded size of all images of one request together (checked from their headers, before decoding)."""
+    decode_workers: Annotated[int, Field(ge=1, le=64)] = 2
+    """Threads decoding images (all requests share them): how many large images are in memory at once."""
     allow_http_images: bool = False
     image_domain_allowlist: tuple[str, ...] = ()
     """Hosts image URLs may point at (empty: any public host). Comma-separated in the env."""
@@ -194,6 +213,11 @@ class AuthSettings(_Section):
     """Requests per key (per client address when open) in any 60 s, in Redis; 0 = no limit."""
     rate_limit_fail_open: bool = True
     """Redis down: true → requests pass unlimited (warning + metric); false → 503."""
+    auth_failures_per_minute: Annotated[int, Field(ge=0)] = 20
+    """Requests with a missing or wrong key per client address in any 60 s before 429s (0 = off)."""
+    ops_public: bool = False
+    """With keys set: false → /metrics needs a key and /readyz shows only its status without one;
+    true → both public (e.g. when only a private network reaches the gateway)."""
 
     @property
     def required(self) -> bool:

@@ -8,10 +8,15 @@
     │   │                                    invalid_image, image_too_large, unsupported_image_format)
     │   ├── ImageFetchError             400  an image URL was blocked or could not be fetched
     │   ├── TooManyImagesError          400  more images than ``max_images_per_request``
+    │   ├── NumberOutOfRangeError       400  a number past signed 64 bits, or not finite (gateway.api.numbers)
+    │   ├── PromptTooLargeError         400  too many messages/parts, or a prompt over the text cap
+    │   │                                    (gateway.answer.prompt_budget)
     │   └── RouteConflictError          400  the model id, ``route`` field and header force different routes
     ├── AuthenticationError             401  + WWW-Authenticate: no or wrong API key
     ├── ModelNotFoundError              404  ``model`` is not one of GET /v1/models
+    ├── UnsupportedMediaTypeError       415  a chat body declared as something other than JSON
     ├── RateLimitedError                429  + Retry-After, x-ratelimit-*: over the limit
+    │   └── AuthFailuresLimitedError    429  too many missing/wrong keys from one address
     ├── RateLimitUnavailableError       503  + Retry-After: Redis down and rate limits fail closed
     ├── RequestDeadlineError            504  + Retry-After: not answered within ``request_deadline_s``
     └── UpstreamError                   502  vision or reasoner failed (``.upstream`` names which)
@@ -78,6 +83,18 @@ class TooManyImagesError(InvalidRequestError):
     default_code = "too_many_images"
 
 
+class NumberOutOfRangeError(InvalidRequestError):
+    """A number in the request does not fit a signed 64-bit integer, or is not finite."""
+
+    default_code = "number_out_of_range"
+
+
+class PromptTooLargeError(InvalidRequestError):
+    """Too many messages or content parts, or a prompt that costs more than the cap."""
+
+    default_code = "prompt_too_large"
+
+
 class RouteConflictError(InvalidRequestError):
     """Two ways of forcing the route disagree."""
 
@@ -111,6 +128,12 @@ class RateLimitedError(GatewayError):
         return {**super().headers(), **self.limit_headers}
 
 
+class AuthFailuresLimitedError(RateLimitedError):
+    """Too many requests with a missing or wrong API key from one client address."""
+
+    default_code = "too_many_auth_failures"
+
+
 class RateLimitUnavailableError(GatewayError):
     """Redis is down and the operator chose to fail closed (``rate_limit_fail_open=false``)."""
 
@@ -135,6 +158,14 @@ class ModelNotFoundError(GatewayError):
     status_code = 404
     error_type = "invalid_request_error"
     default_code = "model_not_found"
+
+
+class UnsupportedMediaTypeError(GatewayError):
+    """The body is declared as something other than JSON (``text/plain``, a form)."""
+
+    status_code = 415
+    error_type = "invalid_request_error"
+    default_code = "unsupported_media_type"
 
 
 class UpstreamError(GatewayError):

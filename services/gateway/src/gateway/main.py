@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
@@ -25,6 +26,7 @@ from gateway.answer.shedding import LoadShedder
 from gateway.api.access_middleware import AccessMiddleware
 from gateway.api.auth import KeyStore
 from gateway.api.auth_middleware import GatekeeperMiddleware
+from gateway.api.bodyless import BodylessMiddleware
 from gateway.api.routes import router
 from gateway.api.seed_endpoints import router as seeds_router
 from gateway.api.web import mount_web
@@ -94,15 +96,24 @@ async def lifespan(app: FastAPI, settings: GatewaySettings, parts: _StartupParts
         stack.push_async_callback(guard.client.aclose)
         fetcher = ImageFetcher.from_settings(settings.images)
         stack.push_async_callback(fetcher.aclose)
+        decoder = ThreadPoolExecutor(settings.images.decode_workers, thread_name_prefix="image-decode")
+        stack.callback(decoder.shutdown, wait=False, cancel_futures=True)
 
         vision = GuardedUpstream.vision_from_settings(upstreams, sessions[0])
         reasoner = ReasonerGuard.from_settings(upstreams, sessions[1])
         cache = CaptionCache.from_settings(settings.answer, guard)
         app.state.redis_guard = guard
         app.state.rate_limiter = RateLimiter.from_settings(settings.auth, guard)
+        app.state.auth_failure_limiter = (
+            RateLimiter(guard, per_minute=settings.auth.auth_failures_per_minute, fail_open=True)
+            if settings.auth.auth_failures_per_minute and not parts.keys.open
+            else None
+        )
         app.state.service = AnswerService.from_settings(
             settings.answer,
-            admitter=ImageAdmitter.from_settings(settings.images, fetcher=fetcher, safety=parts.safety),
+            admitter=ImageAdmitter.from_settings(
+                settings.images, fetcher=fetcher, safety=parts.safety, decoder=decoder
+            ),
             keywords=parts.keywords,
             captioner=Captioner.from_settings(
                 settings.answer, vision=vision, cache=cache, metrics=parts.metrics
@@ -126,7 +137,9 @@ def _add_middleware(app: FastAPI, settings: GatewaySettings, parts: _StartupPart
         max_bytes=settings.server.max_body_bytes,
         bad_length_code=InvalidRequestError.default_code,
     )
-    app.add_middleware(GatekeeperMiddleware, keys=parts.keys)  # before the body is read
+    # before the body is read
+    app.add_middleware(GatekeeperMiddleware, keys=parts.keys, ops_public=settings.auth.ops_public)
+    app.add_middleware(BodylessMiddleware)  # before the key check: OPTIONS and exempt paths read no body
     recorder = AccessRecorder(parts.metrics, log_prompts=settings.logging.log_prompts)
     app.add_middleware(AccessMiddleware, recorder=recorder)
     app.add_middleware(RequestIdMiddleware)

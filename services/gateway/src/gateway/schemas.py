@@ -16,6 +16,8 @@ from urllib.parse import quote
 from flashsight_common.schemas import ChatCompletionRequest
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from gateway.answer.prompt_budget import check_counts
+
 # Fields the common schema takes (the model services serve them) that the gateway does not
 # pass on to its stages yet: refused by name, never dropped (see docs/api.md).
 NOT_ROUTED_YET = ("tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs", "enable_thinking")
@@ -66,6 +68,15 @@ class GatewayChatRequest(ChatCompletionRequest):
                 "not supported by the gateway yet: it does not pass this field to the model stages "
                 f"(the reasoner and vision services take {info.field_name} directly; see docs/api.md)"
             )
+        return value
+
+    @field_validator("messages", mode="before")
+    @classmethod
+    def _bound_counts(cls, value: Any, info: ValidationInfo) -> Any:
+        # Before any message object is built: 600,000 empty messages must cost a count, not 600,000 objects.
+        limits = (info.context or {}).get("prompt_limits")
+        if limits is not None:
+            check_counts(value, max_messages=limits["max_messages"], max_parts=limits["max_parts"])
         return value
 
     @model_validator(mode="after")

@@ -43,8 +43,8 @@ Structured output: ``constraints`` gives each row an optional :class:`LogitsCons
 (built by :mod:`modelserver.structured` from ``response_format``). It masks that row's
 logits before sampling and accepts the sampled token; the row finishes (``"stop"``) once
 its grammar has terminated, or when it reaches its limit with the value already whole.
-Its ``sink.finish`` then carries ``structured`` (:func:`modelserver.structured.completeness`:
-complete, or incomplete and why), so a cut answer is never silently invalid JSON. A token
+Its ``sink.finish`` then carries ``structured`` (the constraint's ``report``:
+complete, or incomplete and why, for ``response_format`` answers), so a cut answer is never silently invalid JSON. A token
 the grammar rejects (it cannot be sampled: masked tokens have probability 0) fails the
 row rather than letting unchecked text through. Rows without a constraint are untouched.
 
@@ -89,6 +89,9 @@ class LogitsConstraint(Protocol):
     @property
     def complete(self) -> bool:
         """True once the constrained value is whole (nothing but the end may follow)."""
+
+    def report(self, finish_reason: str) -> dict[str, str] | None:
+        """What the client is told about the constrained value when the row ends (None: nothing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,10 +461,8 @@ class _Decoder:
             self.sink.emit(index, tail)
         result.finish_reason = reason
         usage: dict[str, Any] = {}
-        if row.constraint is not None:
-            from modelserver.structured import completeness
-
-            usage["structured"] = completeness(row.constraint, reason)
+        if row.constraint is not None and (report := row.constraint.report(reason)) is not None:
+            usage["structured"] = report
         self.sink.finish(
             index,
             finish_reason=reason,

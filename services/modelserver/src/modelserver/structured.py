@@ -80,7 +80,8 @@ _CPP_PREFIX = re.compile(r"^\[[\d:]+\]\s+\S+:\d+:\s*")
 class JsonConstraint:
     """One row's grammar state: masks its logits each step and accepts the sampled token."""
 
-    def __init__(self, compiled: Any, *, closing_ids: Sequence[int]) -> None:
+    def __init__(self, compiled: Any, *, closing_ids: Sequence[int], reports: bool = True) -> None:
+        self._reports = reports
         self._matcher = xgr.GrammarMatcher(compiled)
         self._bitmask = xgr.allocate_token_bitmask(1, compiled.tokenizer_info.vocab_size)
         self._closing_ids = closing_ids
@@ -118,6 +119,10 @@ class JsonConstraint:
         """Advance the grammar by ``token``; False if the grammar rejects it (should not happen)."""
         return bool(self._matcher.accept_token(token))
 
+    def report(self, finish_reason: str) -> dict[str, str] | None:
+        """:func:`completeness` for a ``response_format`` answer; None for tool calls (their own check)."""
+        return completeness(self, finish_reason) if self._reports else None
+
 
 class StructuredOutput:
     """Compiles ``response_format`` values into constraints for one tokenizer and vocabulary."""
@@ -149,7 +154,7 @@ class StructuredOutput:
                 param="tools",
                 code="invalid_json_schema",
             ) from exc
-        return JsonConstraint(compiled, closing_ids=())
+        return JsonConstraint(compiled, closing_ids=(), reports=False)
 
     def _compile(self, response_format: dict[str, Any] | None) -> Any:
         kind = (response_format or {}).get("type", "text")

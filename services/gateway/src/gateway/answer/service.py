@@ -36,12 +36,13 @@ from gateway.answer.captioning import Captioner, Captions
 from gateway.answer.degradation import degraded_reason
 from gateway.answer.job import Job
 from gateway.answer.languages import evidence_notice, gate_evidence, gate_language, language_notice
+from gateway.answer.prompt_budget import check_prompt_cost
 from gateway.answer.repetition import cut_loop, said_in, stop_loops
 from gateway.answer.route_choice import KeywordTable, Route, RouteDecision, forced_route, pick_route
 from gateway.answer.shedding import HOLDING_REPLY, LoadShedder, ShedStep
 from gateway.answer.streaming import PrimedStream, prime, relay
 from gateway.answer.upstream_bodies import reasoner_body, vision_body
-from gateway.errors import InvalidRequestError, RequestDeadlineError, UpstreamError
+from gateway.errors import RequestDeadlineError, UpstreamError
 from gateway.images.admission import ImageAdmitter
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
 from gateway.store.answer_cache import BYPASS, AnswerCache, CachedAnswer, CachePlan, from_completion, storable
@@ -185,15 +186,8 @@ class AnswerService:
     # --- the steps ---------------------------------------------------------------------------
 
     def _check_text_size(self, request: GatewayChatRequest) -> None:
-        """400 when the conversation's text exceeds the cap (the models could not read it anyway)."""
-        total = sum(len(m.text()) for m in request.messages)
-        if total > self.max_text_chars:
-            raise InvalidRequestError(
-                f"the messages hold {total:,} characters of text; at most {self.max_text_chars:,} are "
-                "accepted (shorten the conversation or the prompt)",
-                param="messages",
-                code="text_too_long",
-            )
+        """400 when the prompt (text + template markers) exceeds the cap (gateway.answer.prompt_budget)."""
+        check_prompt_cost([m.text() for m in request.messages], max_chars=self.max_text_chars)
 
     def _hold(
         self, body: GatewayChatRequest, forced: Route | None, steps: list[ShedStep], *, request_id: str

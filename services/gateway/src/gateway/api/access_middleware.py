@@ -9,10 +9,15 @@ request id is set while the access line is written.
 
 from __future__ import annotations
 
+import asyncio
+
 from flashsight_common.watch import QUIET_PATHS, ResponseWatch, endpoint_of
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.telemetry.access_log import AccessRecorder, RequestRecord, current_record
+
+CLIENT_CLOSED_REQUEST = 499
+"""nginx's status for a request whose client went away before it was answered: not a server error."""
 
 
 class AccessMiddleware:
@@ -32,8 +37,13 @@ class AccessMiddleware:
         in_flight = self.recorder.metrics.in_flight if scope["path"] not in QUIET_PATHS else None
         if in_flight is not None:
             in_flight.inc()
+        client_left = False
         try:
             await self.app(scope, receive, watch.send)
+            client_left = not watch.answered  # returned without answering: the client left first
+        except asyncio.CancelledError:
+            client_left = not watch.answered  # cancelled before answering: the client went away
+            raise
         finally:
             if in_flight is not None:
                 in_flight.dec()
@@ -42,7 +52,7 @@ class AccessMiddleware:
                 method=scope["method"],
                 path=scope["path"],
                 endpoint=endpoint_of(scope),
-                status=watch.status,
+                status=CLIENT_CLOSED_REQUEST if client_left else watch.status,
                 elapsed_s=watch.elapsed_s(),
                 first_byte_s=watch.first_byte_s,
                 streamed=watch.streamed,

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 from gateway.answer.route_choice import MODEL_ROUTES
 from gateway.api.deps import SettingsDep
@@ -33,12 +35,24 @@ def _static_text(name: str) -> str:
 CONFIG_SLOT = '<script id="flashsight-config" type="application/json">{}</script>'
 
 
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+# The page loads only its own script, style and API; images are previewed from data:/blob: URLs.
+PAGE_SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, include_in_schema=False)
 async def index(settings: SettingsDep) -> HTMLResponse:
     # Read per request (a few kB): an edited page shows on reload, no restart needed.
     config = json.dumps(page_config(settings), ensure_ascii=False).replace("</", "<\\/")
     page = _static_text("index.html").replace(CONFIG_SLOT, CONFIG_SLOT.replace("{}", config))
-    return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(page, headers={"Cache-Control": "no-cache", **PAGE_SECURITY_HEADERS})
 
 
 def page_config(settings: GatewaySettings) -> dict[str, Any]:
@@ -52,7 +66,16 @@ def page_config(settings: GatewaySettings) -> dict[str, Any]:
     }
 
 
+class _SecuredStaticFiles(StaticFiles):
+    """The page's script and style, with the page's security headers (``nosniff`` above all)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(PAGE_SECURITY_HEADERS)
+        return response
+
+
 def mount_web(app: FastAPI) -> None:
     """The page's routes and its static files."""
     app.include_router(router)
-    app.mount("/static", StaticFiles(packages=[("gateway", "static")]), name="static")
+    app.mount("/static", _SecuredStaticFiles(packages=[("gateway", "static")]), name="static")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,13 @@ from flashsight_common.schemas import ChatMessage, ImagePart, ImageURL
 
 from gateway.errors import ImageFetchError, ImageInputError, TooManyImagesError
 from gateway.images.fetch import FetchError, ImageFetcher
+from gateway.images.memory import give_back_memory
 from gateway.images.normalise import (
     ImageError,
     ImageLimits,
+    ImageTooLargeError,
     NormalisedImage,
+    declared_decoded_size,
     declared_pixels,
     decode_data_url,
     normalise_image,
@@ -59,8 +63,13 @@ class ImageAdmitter:
         max_images: int,
         fetcher: ImageFetcher,
         safety: SafetyFilter | None = None,
+        decoder: Executor | None = None,
+        max_request_decoded_bytes: int | None = None,
     ) -> None:
         self.limits = limits
+        self.decoder = decoder
+        """Where large images are decoded: a small pool bounds how many are in memory at once."""
+        self.max_request_decoded_bytes = max_request_decoded_bytes
         self.safety = safety
         self.max_images = max_images
         self.fetcher = fetcher
@@ -73,13 +82,29 @@ class ImageAdmitter:
 
     @classmethod
     def from_settings(
-        cls, images: ImageSettings, *, fetcher: ImageFetcher, safety: SafetyFilter | None
+        cls,
+        images: ImageSettings,
+        *,
+        fetcher: ImageFetcher,
+        safety: SafetyFilter | None,
+        decoder: Executor | None = None,
     ) -> ImageAdmitter:
-        """Admission under ``GATEWAY_MAX_IMAGE_BYTES``, ``_MAX_PIXELS``, ``_MAX_SIDE``, ``_MAX_IMAGES_*``."""
+        """Admission under ``GATEWAY_MAX_IMAGE_BYTES``, ``_MAX_PIXELS``, ``_MAX_SIDE``, ``_MAX_IMAGES_*``,
+        ``_MAX_DECODED_BYTES_*``; large images decode on ``decoder`` (``GATEWAY_DECODE_WORKERS`` threads)."""
         limits = ImageLimits(
-            max_image_bytes=images.max_image_bytes, max_pixels=images.max_pixels, max_side=images.max_side
+            max_image_bytes=images.max_image_bytes,
+            max_pixels=images.max_pixels,
+            max_side=images.max_side,
+            max_decoded_bytes=images.max_decoded_bytes_per_image,
         )
-        return cls(limits=limits, max_images=images.max_images_per_request, fetcher=fetcher, safety=safety)
+        return cls(
+            limits=limits,
+            max_images=images.max_images_per_request,
+            fetcher=fetcher,
+            safety=safety,
+            decoder=decoder,
+            max_request_decoded_bytes=images.max_decoded_bytes_per_request,
+        )
 
     async def admit(self, request: GatewayChatRequest) -> Admitted:
         """Normalise all images of all messages (concurrently) and swap in their data URLs."""
@@ -95,11 +120,14 @@ class ImageAdmitter:
                 f"the request has {len(located)} images; at most {self.max_images} are accepted per request",
                 param="messages",
             )
+        params = [f"messages.{m}.content.{p}.image_url" for m, p, _ in located]
+        urls = [part.image_url.url for _, _, part in located]
+        raws = await asyncio.gather(
+            *(self.load_url(url, param=param) for url, param in zip(urls, params, strict=True))
+        )
+        self._check_request_budget(raws)  # from the headers: nothing decoded yet
         images = await asyncio.gather(
-            *(
-                self.admit_url(part.image_url.url, param=f"messages.{m}.content.{p}.image_url")
-                for m, p, part in located
-            )
+            *(self.admit_bytes(raw, param=param) for raw, param in zip(raws, params, strict=True))
         )
         replaced = {(m, p): image for (m, p, _), image in zip(located, images, strict=True)}
         messages = [_with_images(message, m, replaced) for m, message in enumerate(request.messages)]
@@ -107,8 +135,26 @@ class ImageAdmitter:
         safety = await self.safety.screen(images) if self.safety is not None and images else None
         return Admitted(request.model_copy(update={"messages": messages}), list(images), safety)
 
+    def _check_request_budget(self, raws: list[bytes]) -> None:
+        """Refuse, from the headers alone, images that would take too much memory decoded together."""
+        if self.max_request_decoded_bytes is None or len(raws) < 2:
+            return  # one image: its own per-image budget applies
+        total = sum(declared_decoded_size(raw) or 0 for raw in raws)
+        if total > self.max_request_decoded_bytes:
+            raise ImageInputError(
+                f"the request's {len(raws)} images take {total / 2**20:.1f} MB decoded together; at most "
+                f"{self.max_request_decoded_bytes / 2**20:.1f} MB are accepted per request "
+                "(send fewer, smaller or 8-bit images)",
+                param="messages",
+                code=ImageTooLargeError.code,
+            )
+
     async def admit_url(self, url: str, *, param: str | None = None) -> NormalisedImage:
         """Load one image URL and normalise it."""
+        return await self.admit_bytes(await self.load_url(url, param=param), param=param)
+
+    async def load_url(self, url: str, *, param: str | None = None) -> bytes:
+        """The raw bytes of one image URL (decoded ``data:``, or fetched), not yet checked as an image."""
         scheme = url.split(":", 1)[0].lower() if ":" in url else ""
         loader = self._loaders.get(scheme)
         if loader is None:
@@ -119,19 +165,19 @@ class ImageAdmitter:
                 code="invalid_image_url",
             )
         try:
-            raw = await loader(url)
+            return await loader(url)
         except FetchError as exc:
             raise ImageFetchError(f"image URL refused: {exc.message}", param=param, code=exc.code) from exc
         except ImageError as exc:
             raise ImageInputError(exc.message, param=param, code=exc.code) from exc
-        return await self.admit_bytes(raw, param=param)
 
     async def admit_bytes(self, raw: bytes, *, param: str | None = None) -> NormalisedImage:
         """Normalise uploaded bytes: small images inline, others in a worker thread (CPU-bound)."""
         try:
             if _is_small(raw):
                 return normalise_image(raw, limits=self.limits)
-            return await asyncio.to_thread(normalise_image, raw, limits=self.limits)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.decoder, _normalise_and_trim, raw, self.limits)
         except ImageError as exc:
             raise ImageInputError(exc.message, param=param, code=exc.code) from exc
 
@@ -144,6 +190,14 @@ class ImageAdmitter:
 
     async def _decode(self, url: str) -> bytes:
         return decode_data_url(url, limits=self.limits)  # cheap next to normalising: stays inline
+
+
+def _normalise_and_trim(raw: bytes, limits: ImageLimits) -> NormalisedImage:
+    """In the decode pool: normalise, then hand a large decode's memory back to the OS."""
+    try:
+        return normalise_image(raw, limits=limits)
+    finally:
+        give_back_memory(declared_decoded_size(raw) or 0)
 
 
 def _is_small(raw: bytes) -> bool:

@@ -219,6 +219,12 @@ async def resolve_with_getaddrinfo(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
+RESOLVED_NOT_PUBLIC = (
+    "image host {host} is refused by the public-address rule: every address an image host "
+    "resolves to must be a public internet address (not loopback, private, link-local or reserved)"
+)
+
+
 class _VettingResolver(AbstractResolver):
     """aiohttp resolver that returns only addresses that passed the check (the pin)."""
 
@@ -235,9 +241,9 @@ class _VettingResolver(AbstractResolver):
             reason = blocked_reason(ip)
             if reason and not (self._allow_loopback and ip.is_loopback):
                 log.warning("blocked image host %s: resolves to %s (%s)", name, ip, reason)
-                raise BlockedURLError(
-                    f"image host {name} resolves to {ip}, a {reason} address; only public hosts"
-                )
+                # The rule, not the answer: naming the address (or its kind) would make the
+                # gateway a DNS lookup service for names only its own network can resolve.
+                raise BlockedURLError(RESOLVED_NOT_PUBLIC.format(host=name))
         return [
             ResolveResult(
                 hostname=host,

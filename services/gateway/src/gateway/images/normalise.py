@@ -109,11 +109,14 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     max_side: int = 1024
     output_format: str = "PNG"
+    max_decoded_bytes: int = 160 * 1024 * 1024
+    """Decoded size (pixels x channels x bytes per channel) one image may have: 16-bit
+    and alpha images cost up to 8 bytes a pixel, so a pixel cap alone does not bound memory."""
 
     def __post_init__(self) -> None:
         if self.output_format not in _ENCODERS:
             raise ValueError(f"output_format {self.output_format!r} is not one of {sorted(_ENCODERS)}")
-        if min(self.max_image_bytes, self.max_pixels, self.max_side) <= 0:
+        if min(self.max_image_bytes, self.max_pixels, self.max_side, self.max_decoded_bytes) <= 0:
             raise ValueError("image limits must be positive")
 
 
@@ -202,6 +205,13 @@ def _open_bounded(raw: bytes, fmt: str, limits: ImageLimits) -> Image.Image:
         if fmt == "JPEG":
             # DCT-domain downscale while decoding: large photos cost a fraction of the memory.
             im.draft(None, (limits.max_side, limits.max_side))
+        cost = decoded_size(im)
+        if cost > limits.max_decoded_bytes:
+            raise ImageTooLargeError(
+                f"image is {width}x{height} with {_depth_text(im)}: {_mb(cost)} decoded; "
+                f"limit is {_mb(limits.max_decoded_bytes)} per image "
+                "(send it with fewer pixels or 8-bit colour)"
+            )
         im.seek(0)  # animated GIF/WebP: the first frame
         im.load()
     except Image.DecompressionBombError as exc:
@@ -225,6 +235,35 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def _channel_bytes(im: Image.Image) -> int:
+    """Bytes per channel the decoder produces: PNG keeps 16-bit samples while decoding (rawmode ``;16``)."""
+    tile = getattr(im, "tile", None)  # opened files (ImageFile) only: what the decoder will produce
+    rawmode = tile[0][3] if tile else im.mode
+    rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
+    if im.mode in ("I", "F") or "32" in str(rawmode):
+        return 4
+    return 2 if "16" in str(rawmode) else 1
+
+
+def decoded_size(im: Image.Image) -> int:
+    """Bytes an opened (not yet loaded) image takes decoded: pixels x channels x bytes per channel."""
+    width, height = im.size
+    return width * height * len(im.getbands()) * _channel_bytes(im)
+
+
+def _depth_text(im: Image.Image) -> str:
+    return f"{len(im.getbands())} channels of {8 * _channel_bytes(im)} bits"
+
+
+def declared_decoded_size(raw: bytes) -> int | None:
+    """:func:`decoded_size` from the image header alone (cheap), or None when the header is unreadable."""
+    try:
+        with Image.open(io.BytesIO(raw)) as im:
+            return decoded_size(im)
+    except Exception:  # normalise_image reports what is wrong, with the right error
+        return None
 
 
 def declared_pixels(raw: bytes) -> int | None:

@@ -1,12 +1,17 @@
-"""Chat messages → token ids through the checkpoint's own chat template (text only)."""
+"""Chat messages → token ids through the checkpoint's own chat template (text only).
+
+Message text is defused first (:mod:`modelserver.control_text`): a caller's text, or a
+caption of text read off an image, never tokenises as the template's control tokens.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flashsight_common.schemas import ChatMessage
 from modelserver.backend import GenerationRequest
+from modelserver.control_text import defuser_for
 from modelserver.errors import InvalidRequestError, UnsupportedParameterError
 from modelserver.tools import ToolRequest, with_tools
 
@@ -31,9 +36,11 @@ def check_text_only(request: GenerationRequest) -> None:
             )
 
 
-def to_template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    """The conversation as the chat template expects it (role + plain string content)."""
-    return [{"role": TEMPLATE_ROLES[message.role], "content": message.text()} for message in messages]
+def to_template_messages(
+    messages: Sequence[ChatMessage], *, defuse: Callable[[str], str] = str
+) -> list[dict[str, Any]]:
+    """The conversation as the chat template expects it (role + plain string content, defused)."""
+    return [{"role": TEMPLATE_ROLES[message.role], "content": defuse(message.text())} for message in messages]
 
 
 def encode_prompt(
@@ -48,7 +55,9 @@ def encode_prompt(
     Tool definitions, earlier calls and tool results are added in ``tool_style``
     (:func:`modelserver.tools.with_tools`).
     """
-    turns, template_kwargs = with_tools(to_template_messages(messages), messages, tools, style=tool_style)
+    turns, template_kwargs = with_tools(
+        to_template_messages(messages, defuse=defuser_for(tokenizer)), messages, tools, style=tool_style
+    )
     try:
         ids = tokenizer.apply_chat_template(
             turns, add_generation_prompt=True, tokenize=True, return_dict=False, **template_kwargs

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from flashsight_common.schemas import ChatMessage, ImagePart, TextPart
 from modelserver.backend import BatchSink, DiscardSink, GenerationRequest, SamplingParams
+from modelserver.control_text import defuser_for
 from modelserver.images import decode_data_url_image
 from modelserver.tools import ToolFormat, detect_format, prompt_style, with_tools
 from modelserver.torch_runtime import (
@@ -109,6 +110,7 @@ class GlmBackend:
         self.dtype = torch.float32
         self._decoder_model: Any = None
         self._control_tokens: frozenset[str] = frozenset()
+        self._defuse: Callable[[str], str] = str  # the tokenizer's ControlTokenDefuser once loaded
         self.structured: Any = None
         self.tool_format: ToolFormat | None = None
         """Set at load when the chat template takes tools; None: requests with tools are a 400."""
@@ -159,6 +161,7 @@ class GlmBackend:
                 f"{SETTING_NAME}={source!r}: out of memory while loading the weights: {exc}"
             ) from exc
         self._control_tokens = control_tokens(self.processor.tokenizer)
+        self._defuse = defuser_for(self.processor.tokenizer)
         self.model = model.eval()
         from modelserver.structured import for_model
 
@@ -237,7 +240,7 @@ class GlmBackend:
         )
 
     def _prepare(self, position: int, request: GenerationRequest) -> PreparedRow:
-        conversation, images = to_template_messages(request.messages)
+        conversation, images = to_template_messages(request.messages, defuse=self._defuse)
         conversation, template_kwargs = with_tools(
             conversation, request.messages, request.tools, style="native"
         )
@@ -289,23 +292,29 @@ class SplittingSink:
         return self._sink.is_cancelled(self._positions[index])
 
 
-def to_template_messages(messages: Sequence[ChatMessage]) -> tuple[list[dict[str, Any]], list[Image.Image]]:
-    """Chat messages → the chat template's format, and their images decoded in prompt order."""
+def to_template_messages(
+    messages: Sequence[ChatMessage], *, defuse: Callable[[str], str] = str
+) -> tuple[list[dict[str, Any]], list[Image.Image]]:
+    """Chat messages → the chat template's format, and their images decoded in prompt order.
+
+    Text goes through ``defuse`` (the tokenizer's :class:`~modelserver.control_text.ControlTokenDefuser`):
+    a caller's text never tokenises as ``<|user|>``, ``<|begin_of_image|>`` or any other control token.
+    """
     conversation: list[dict[str, Any]] = []
     images: list[Image.Image] = []
     for message in messages:
         parts: list[dict[str, Any]] = []
         if isinstance(message.content, str):
-            parts.append({"type": "text", "text": message.content})
+            parts.append({"type": "text", "text": defuse(message.content)})
         for part in message.content if isinstance(message.content, list) else ():
             if isinstance(part, ImagePart):
                 images.append(decode_data_url_image(part.image_url.url))
                 parts.append({"type": "image"})
             elif isinstance(part, TextPart):
-                parts.append({"type": "text", "text": part.text})
+                parts.append({"type": "text", "text": defuse(part.text)})
         turn: dict[str, Any] = {"role": ROLE_NAMES[message.role], "content": parts}
         if message.reasoning_content:
-            turn["reasoning_content"] = message.reasoning_content
+            turn["reasoning_content"] = defuse(message.reasoning_content)
         conversation.append(turn)
     return conversation, images
 

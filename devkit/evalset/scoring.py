@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from tests.evalset.cases import Case, Question
+from devkit.evalset.cases import Case, Question
 
 _DROP = re.compile(r"[\s:：,，.。]+")
 _CJK = re.compile(r"[\u3400-\u9fff]")

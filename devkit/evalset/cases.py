@@ -19,7 +19,7 @@ from functools import cache
 
 from PIL import Image
 
-from tests.evalset.screens import chart_screen, text_screen
+from devkit.evalset.screens import chart_screen, text_screen
 
 
 @dataclass(frozen=True, slots=True)
