@@ -132,7 +132,9 @@ def test_a_repeated_deterministic_question_is_a_hit_plain_and_streamed(stack: St
         # Any sampling field changes the question.
         assert _ask(client, max_tokens=7)["flashsight"]["answer_cache"] == "miss"
 
-        metrics = httpx.get(stack.gateway.base_url + "/metrics", timeout=5).text
+        # With keys set, /metrics needs one (docs/security.md).
+        key = {"Authorization": f"Bearer {stack.keys[0]}"}
+        metrics = httpx.get(stack.gateway.base_url + "/metrics", headers=key, timeout=5).text
         assert 'flashsight_gateway_answer_cache_total{result="hit"} 3.0' in metrics
         assert 'flashsight_gateway_answer_cache_total{result="miss"} 3.0' in metrics
 
