@@ -573,28 +573,8 @@ def main() -> int:
         write_shape(folder, shape)
         if args.profile:
             out = Path(tmp) / "profile.json"
-            run = subprocess.run(
-                [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "profile",
-                    "--model",
-                    str(folder),
-                    "--device",
-                    device,
-                    "--dtype",
-                    dtype,
-                    "--max-tokens",
-                    str(max_tokens),
-                    "--json",
-                    str(out),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=600,
-                check=False,
-                env={**os.environ, **env},
-            )
+            run = _run_step("profile", folder, out, device=device, dtype=dtype, max_tokens=max_tokens,
+                            timeout_s=600, env={**os.environ, **env})
             report["profile"] = (
                 json.loads(out.read_text()) if out.is_file() else {"error": run.stderr[-3000:]}
             )
@@ -629,27 +609,8 @@ def main() -> int:
             save()
         if not args.no_baseline:
             out = Path(tmp) / "baseline.json"
-            run = subprocess.run(
-                [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "baseline",
-                    "--model",
-                    str(folder),
-                    "--device",
-                    device,
-                    "--dtype",
-                    dtype,
-                    "--max-tokens",
-                    str(max_tokens),
-                    "--json",
-                    str(out),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
+            run = _run_step("baseline", folder, out, device=device, dtype=dtype, max_tokens=max_tokens,
+                            timeout_s=900)
             if out.is_file():
                 report["baseline"] = base = json.loads(out.read_text())
                 report["parameters"] = base.get("parameters", 0)
@@ -663,6 +624,25 @@ def main() -> int:
     save()
     print(render(report), flush=True)
     return 0
+
+
+def _run_step(
+    step: str, folder: Path, out: Path, *, device: str, dtype: str, max_tokens: int, timeout_s: float,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """This script's ``step`` sub-command (profile, baseline) in a process of its own, writing ``out``."""
+    return subprocess.run(
+        [
+            sys.executable, str(Path(__file__).resolve()), step,
+            "--model", str(folder), "--device", device, "--dtype", dtype,
+            "--max-tokens", str(max_tokens), "--json", str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        env=env,
+    )
 
 
 def _gpu_memory_used() -> str | None:

@@ -22,11 +22,9 @@ import base64
 import json
 import os
 import socket
-import struct
 import sys
 import threading
 import time
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +36,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from bench.gateway_overhead import gateway, private_redis, stub  # noqa: E402
 from devkit.processes import ServiceProcess  # noqa: E402
+from devkit.screens import png_16bit_rgba  # noqa: E402
 
 KEY = "bench-key"
 IDLE_SOCKETS = 300
 
 
-def png_16bit_rgba(width: int, height: int) -> bytes:
-    """An all-zero 16-bit RGBA PNG (8 bytes a pixel decoded), compressed row by row."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    packer = zlib.compressobj(9)
-    row = b"\x00" * (1 + width * 8)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def still_open(sock: socket.socket) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import io
 import random
+import struct
+import zlib
 from functools import cache
 from pathlib import Path
 
@@ -158,3 +160,20 @@ def photo_like_image(size: tuple[int, int] = (640, 480), *, seed: int = 7) -> by
 def image_bytes_of(png_bytes: bytes) -> Image.Image:
     """Decode PNG bytes back to a PIL RGB image (for tests that inspect pixels)."""
     return Image.open(io.BytesIO(png_bytes)).convert("RGB")
+
+
+def png_16bit_rgba(width: int, height: int) -> bytes:
+    """A valid all-zero 16-bit RGBA PNG (8 bytes a pixel decoded), compressed row by row.
+
+    Small on the wire, large when decoded: the shape of the memory-amplification attack
+    (docs/security.md), made without Pillow so any size can be written quickly.
+    """
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9)
+    row = b"\x00" * (1 + width * 8)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -13,9 +13,7 @@ import contextlib
 import json
 import re
 import socket
-import struct
 import time
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +22,7 @@ import psutil
 import pytest
 
 from devkit.processes import ServiceProcess
+from devkit.screens import png_16bit_rgba
 from tests.support.gateway_procs import RedisProcess, gateway_process, stub_process
 
 pytestmark = pytest.mark.integration
@@ -327,17 +326,6 @@ def test_template_markers_count_against_the_text_cap(gateway: ServiceProcess) ->
 # --- finding 5: 16-bit images are budgeted by their decoded bytes --------------------------------
 
 
-def _png_16bit_rgba(width: int, height: int) -> bytes:
-    """A valid all-zero 16-bit RGBA PNG (8 bytes a pixel decoded), compressed row by row."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    packer = zlib.compressobj(9)
-    row = b"\x00" * (1 + width * 8)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    ihdr = struct.pack(">IIBBBBB", width, height, 16, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def _images_request(*pngs: bytes) -> dict[str, Any]:
@@ -358,7 +346,7 @@ def _rss_mb(process: ServiceProcess) -> float:
 
 
 def test_four_16_bit_pngs_are_refused_without_decoding(gateway: ServiceProcess) -> None:
-    png = _png_16bit_rgba(6300, 6300)
+    png = png_16bit_rgba(6300, 6300)
     assert len(png) < 400_000  # ~300 KB each, 40 M pixels: under the pixel cap
     before = _rss_mb(gateway)
     resp = _post(gateway, _images_request(png, png, png, png))
@@ -373,14 +361,14 @@ def test_four_16_bit_pngs_are_refused_without_decoding(gateway: ServiceProcess) 
 
 
 def test_16_bit_images_over_the_request_budget_are_refused(gateway: ServiceProcess) -> None:
-    png = _png_16bit_rgba(3000, 3000)  # 69 MB decoded each: under the per-image budget
+    png = png_16bit_rgba(3000, 3000)  # 69 MB decoded each: under the per-image budget
     resp = _post(gateway, _images_request(png, png, png, png))
     assert resp.status_code == 400, resp.text
     assert "decoded together" in resp.json()["error"]["message"]
 
 
 def test_memory_is_given_back_after_a_large_decode(gateway: ServiceProcess) -> None:
-    png = _png_16bit_rgba(4000, 4000)  # 122 MB decoded: accepted, normalised to 1024 px
+    png = png_16bit_rgba(4000, 4000)  # 122 MB decoded: accepted, normalised to 1024 px
     baseline = _rss_mb(gateway)
     resp = _post(gateway, _images_request(png))
     assert resp.status_code == 200, resp.text

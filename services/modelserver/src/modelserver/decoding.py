@@ -43,10 +43,10 @@ Structured output: ``constraints`` gives each row an optional :class:`LogitsCons
 (built by :mod:`modelserver.structured` from ``response_format``). It masks that row's
 logits before sampling and accepts the sampled token; the row finishes (``"stop"``) once
 its grammar has terminated, or when it reaches its limit with the value already whole.
-Its ``sink.finish`` then carries ``structured`` (the constraint's ``report``:
-complete, or incomplete and why, for ``response_format`` answers), so a cut answer is never silently invalid JSON. A token
-the grammar rejects (it cannot be sampled: masked tokens have probability 0) fails the
-row rather than letting unchecked text through. Rows without a constraint are untouched.
+Its ``sink.finish`` then carries ``structured`` (the constraint's ``report``: complete, or
+incomplete and why, for ``response_format`` answers), so a cut answer is never silently
+invalid JSON. A token the grammar rejects (it cannot be sampled: masked tokens have
+probability 0) fails the row rather than letting unchecked text through. Rows without a constraint are untouched.
 
 torch is imported by this module and its helpers (:mod:`modelserver.kv_batch`,
 :mod:`modelserver.structured`, :mod:`modelserver.torch_runtime`) only; the rest of the
