@@ -46,7 +46,8 @@ its grammar has terminated, or when it reaches its limit with the value already 
 Its ``sink.finish`` then carries ``structured`` (the constraint's ``report``: complete, or
 incomplete and why, for ``response_format`` answers), so a cut answer is never silently
 invalid JSON. A token the grammar rejects (it cannot be sampled: masked tokens have
-probability 0) fails the row rather than letting unchecked text through. Rows without a constraint are untouched.
+probability 0) fails the row rather than letting unchecked text through. Rows without a
+constraint are untouched.
 
 torch is imported by this module and its helpers (:mod:`modelserver.kv_batch`,
 :mod:`modelserver.structured`, :mod:`modelserver.torch_runtime`) only; the rest of the
