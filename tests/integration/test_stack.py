@@ -301,14 +301,16 @@ def test_sixteen_live_streams_survive_the_reasoner_dying(stack: Stack, client: h
     warm = client.post("/v1/chat/completions", json=chat(image, CASCADE_QUESTION, max_tokens=4))
     assert warm.status_code == 200  # the caption is cached: the streams go straight to the reasoner
 
-    def one_stream() -> tuple[int, list[dict[str, Any]], bool]:
+    def one_stream() -> tuple[int, list[dict[str, Any]], bool, str]:
         body = chat(image, CASCADE_QUESTION, stream=True, max_tokens=96, temperature=0.7)
         with (
             httpx.Client(base_url=stack.url, timeout=120) as own,
             own.stream("POST", "/v1/chat/completions", json=body) as response,
         ):
-            chunks, done = read_stream(response) if response.status_code == 200 else ([], False)
-            return response.status_code, chunks, done
+            if response.status_code != 200:  # the refusal's body says which stage refused, and why
+                return response.status_code, [], False, response.read().decode()
+            chunks, done = read_stream(response)
+            return response.status_code, chunks, done, ""
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         futures = [pool.submit(one_stream) for _ in range(16)]
@@ -316,15 +318,15 @@ def test_sixteen_live_streams_survive_the_reasoner_dying(stack: Stack, client: h
         stack.reasoner.kill()
         results = [future.result(timeout=180) for future in futures]
 
-    for status, chunks, done in results:
-        assert status == 200 and done, "every request answered and every stream ended with [DONE]"
+    for status, chunks, done, refusal in results:
+        assert status == 200 and done, f"every request answered, every stream ended with [DONE]: {refusal}"
         meta = last_meta(chunks)
         finish = next(c["choices"][0]["finish_reason"] for c in reversed(chunks) if c.get("choices"))
         if meta["degraded"]:
             assert meta["degraded_reason"].startswith("reasoner_") and NOTICE in streamed_text(chunks)
         else:  # finished before the kill: a whole reasoner answer
             assert finish in ("stop", "length") and meta["models"]["reasoner"] == "smollm2-135m-instruct"
-    assert sum(last_meta(chunks)["degraded"] for _, chunks, _ in results) >= 1
+    assert sum(last_meta(chunks)["degraded"] for _, chunks, _, _ in results) >= 1
 
     stack.reasoner.start()  # returns once /readyz answers
     back = time.monotonic()
