@@ -73,6 +73,8 @@ class StubBehaviour:
     the gateway must pass none of it on."""
     reasoning: str | None = None
     """Thinking sent as vLLM 0.3x's ``reasoning`` (not ``reasoning_content``)."""
+    calls_tools: bool | None = None
+    """What ``/readyz`` says as ``calls_tools`` (None: nothing, as a server that does not say)."""
 
     def calls_for(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
         if self.tool_calls and body.get("tools") and body.get("tool_choice") != "none":
@@ -151,7 +153,10 @@ class StubUpstream:
     async def _readyz(self, request: web.Request) -> web.Response:
         if self.behaviour.mode == "not_ready":
             return web.json_response({"status": "loading"}, status=503, headers={"Retry-After": "5"})
-        return web.json_response({"status": "ready", "model": self.model})
+        ready: dict[str, Any] = {"status": "ready", "model": self.model}
+        if self.behaviour.calls_tools is not None:
+            ready["calls_tools"] = self.behaviour.calls_tools
+        return web.json_response(ready)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
