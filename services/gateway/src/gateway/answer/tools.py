@@ -67,9 +67,10 @@ def route_tools(forced: Route | None, *, has_images: bool, vision_calls: bool) -
 def refuse_text_instead(request: GatewayChatRequest, *, because: str, retry_after: int | None = None) -> None:
     """Raise when a text answer (vision's, the holding reply) may not stand in: a call is required."""
     if must_call(request):
+        later = ": retry later" if retry_after is not None else ""
         raise ToolCallsUnavailableError(
             f"the request requires a tool call (tool_choice {_choice(request)}) and {because}; "
-            "a text answer would not be a call, so none is given: retry later",
+            f"a text answer would not be a call, so none is given{later}",
             param="tool_choice",
             retry_after=retry_after,
         )
