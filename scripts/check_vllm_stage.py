@@ -5,7 +5,12 @@ private Redis, the vision service (ocr-lite), vLLM's OpenAI server on the embedd
 SmolLM2 checkpoint (`make models` converts it under .cache/models), and a gateway with
 GATEWAY_REASONER_URL pointing at vLLM. Then it checks what a user sees: /readyz says
 ready (vLLM serves /health, not /readyz), cascade answers plain (cache miss, then hit) and
-streamed come back 200 from vLLM, not degraded. Last line: `vllm-stage-check: N passed, N failed`.
+streamed come back 200 from vLLM, not degraded, carrying OpenAI's fields and `flashsight`
+only (none of vLLM's own) and a readable model id (vLLM is started without
+--served-model-name, so it reports the checkpoint's path); tools requests (a named
+function, `required`) reach vLLM with their fields and come back in OpenAI's shape, plain
+and streamed (whether vLLM's calls parse is reported, not checked: see check_tool_call).
+Last line: `vllm-stage-check: N passed, N failed`.
 
     .venv/bin/python scripts/check_vllm_stage.py --vllm-python /path/to/vllm-venv/bin/python
 
@@ -22,6 +27,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,6 +39,19 @@ from devkit.processes import ServiceProcess  # noqa: E402
 
 SERVED_NAME = "smollm2-135m-instruct"
 QUESTION = "为什么这个订单需要付款?"
+OPENAI_FIELDS = {"id", "object", "created", "model", "choices", "usage", "flashsight"}
+ORDER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_order_status",
+        "description": "Look up an order's shipping status by its order number",
+        "parameters": {
+            "type": "object",
+            "properties": {"order_number": {"type": "string", "pattern": "^[0-9]{12}$"}},
+            "required": ["order_number"],
+        },
+    },
+}
 
 
 def vllm_process(python: str, model: Path, threads: str) -> ServiceProcess:
@@ -46,8 +65,13 @@ def vllm_process(python: str, model: Path, threads: str) -> ServiceProcess:
         "float32",
         "--max-model-len",
         "2048",
-        "--served-model-name",
-        SERVED_NAME,
+        # no --served-model-name: vLLM then names the model by its path, which the gateway
+        # must report readably (the path's last part, which is SERVED_NAME here)
+        # vLLM 0.32 refuses any tool_choice (even a named one) without a tool-call parser;
+        # SmolLM2 writes <tool_call> JSON as hermes does.
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "hermes",
         # no torch.compile warm-up: on 2 shared cores under load it had not finished after 10 min
         "--enforce-eager",
         "--host",
@@ -71,6 +95,61 @@ def cascade_body(*, stream: bool) -> dict[str, object]:
         "stream": stream,
         "messages": [{"role": "user", "content": content}],
     }
+
+
+def check_tool_call(client: httpx.Client, choice: object, check: Any) -> None:
+    """A tools request without an image: the gateway sends vLLM the tool fields, rebuilds its answer.
+
+    Whether the calls parse is vLLM's and the model's business, reported but not checked:
+    vLLM 0.32's CPU build did not constrain SmolLM2's output for a named or ``required``
+    tool_choice here (it wrote ``<tool_call>`` text until max_tokens, streamed as raw
+    "arguments"), where FlashSight's reasoner holds the calls to the schema by grammar.
+    """
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": "Where is my order 202411250831?"}],
+        "tools": [ORDER_TOOL],
+        "tool_choice": choice,
+        "temperature": 0,
+        "max_tokens": 64,
+    }
+    resp = client.post("/v1/chat/completions", json=body)
+    answer = resp.json() if resp.status_code == 200 else {}
+    first = (answer.get("choices") or [{}])[0]
+    calls = first.get("message", {}).get("tool_calls") or []
+    check(
+        f"tools to vLLM through the gateway, tool_choice {json.dumps(choice)}, plain",
+        resp.status_code == 200
+        and set(answer) == OPENAI_FIELDS
+        and set(first) == {"index", "message", "finish_reason"}
+        and answer["model"] == SERVED_NAME
+        and resp.headers.get("x-flashsight-degraded") == "false",
+        f"{resp.status_code} finish={first.get('finish_reason')} calls={len(calls)} "
+        f"parse={[_parses(c['function']['arguments']) for c in calls]}" if answer else resp.text[:300],
+    )
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as streamed:
+        text = "".join(streamed.iter_text())
+    pieces = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    deltas = [d for p in pieces for c in p.get("choices") or () for d in c["delta"].get("tool_calls") or ()]
+    joined = "".join((d.get("function") or {}).get("arguments") or "" for d in deltas if d["index"] == 0)
+    check(
+        f"tools to vLLM through the gateway, tool_choice {json.dumps(choice)}, streamed",
+        streamed.status_code == 200
+        and "[DONE]" in text
+        and all(set(p) <= OPENAI_FIELDS for p in pieces)
+        and {p["model"] for p in pieces} == {SERVED_NAME}
+        and bool(deltas)
+        and deltas[0].get("function", {}).get("name") == ORDER_TOOL["function"]["name"],
+        f"{streamed.status_code} {len(deltas)} call deltas, arguments parse={_parses(joined)} "
+        f"({joined[:60]!r})",
+    )
+
+
+def _parses(arguments: str) -> bool:
+    try:
+        return isinstance(json.loads(arguments), dict)
+    except ValueError:
+        return False
 
 
 def main() -> int:
@@ -131,7 +210,10 @@ def main() -> int:
                     resp.status_code == 200
                     and resp.headers.get("x-flashsight-cache") == expected_cache
                     and resp.headers.get("x-flashsight-degraded") == "false"
-                    and models.get("reasoner") == SERVED_NAME,
+                    and models.get("reasoner") == SERVED_NAME
+                    and resp.json()["model"] == SERVED_NAME
+                    and set(resp.json()) == OPENAI_FIELDS
+                    and set(resp.json()["choices"][0]) == {"index", "message", "finish_reason"},
                     f"{resp.status_code} cache={resp.headers.get('x-flashsight-cache')} models={models} "
                     f"content={resp.json()['choices'][0]['message']['content'][:60]!r}"
                     if resp.status_code == 200
@@ -148,10 +230,14 @@ def main() -> int:
                 resp.status_code == 200
                 and bool(content)
                 and resp.headers.get("x-flashsight-degraded") == "false"
-                and "[DONE]" in text,
+                and "[DONE]" in text
+                and all(set(p) <= OPENAI_FIELDS for p in pieces)
+                and {p["model"] for p in pieces} == {SERVED_NAME},
                 f"{resp.status_code} {len(pieces)} events "
                 f"degraded={resp.headers.get('x-flashsight-degraded')} content={content[:60]!r}",
             )
+            for choice in ({"type": "function", "function": {"name": "get_order_status"}}, "required"):
+                check_tool_call(client, choice, check)
     print(f"vllm-stage-check: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 
