@@ -64,6 +64,22 @@ class StubBehaviour:
     confidence: float | None = None
     reply: Callable[[dict[str, Any]], str] | None = None
     """Overrides `answer`/`caption`: the answer text for a request body."""
+    tool_calls: list[dict[str, Any]] | None = None
+    """Answered (``finish_reason: tool_calls``, content null) when a request offers tools and
+    ``tool_choice`` is not ``none``; streamed as vLLM does, the arguments in fragments."""
+    engine_fields: bool = False
+    """Add what vLLM 0.3x adds to its answers (``system_fingerprint``, ``prompt_token_ids``,
+    ``kv_transfer_params``, per-choice ``token_ids`` / ``stop_reason``, ``reasoning``, …):
+    the gateway must pass none of it on."""
+    reasoning: str | None = None
+    """Thinking sent as vLLM 0.3x's ``reasoning`` (not ``reasoning_content``)."""
+    calls_tools: bool | None = None
+    """What ``/readyz`` says as ``calls_tools`` (None: nothing, as a server that does not say)."""
+
+    def calls_for(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        if self.tool_calls and body.get("tools") and body.get("tool_choice") != "none":
+            return self.tool_calls
+        return None
 
     def text_for(self, body: dict[str, Any]) -> str:
         if self.reply is not None:
@@ -137,7 +153,10 @@ class StubUpstream:
     async def _readyz(self, request: web.Request) -> web.Response:
         if self.behaviour.mode == "not_ready":
             return web.json_response({"status": "loading"}, status=503, headers={"Retry-After": "5"})
-        return web.json_response({"status": "ready", "model": self.model})
+        ready: dict[str, Any] = {"status": "ready", "model": self.model}
+        if self.behaviour.calls_tools is not None:
+            ready["calls_tools"] = self.behaviour.calls_tools
+        return web.json_response(ready)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -156,14 +175,20 @@ class StubUpstream:
         text = b.text_for(body)
         if body.get("stream"):
             return await self._stream(request, body, text)
+        calls = b.calls_for(body)
+        message: dict[str, Any] = {"role": "assistant", "content": None if calls else text}
+        if calls:
+            message["tool_calls"] = calls
+        if b.reasoning is not None:
+            message["reasoning"] = b.reasoning
+        finish = "tool_calls" if calls else "stop"
+        choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
         payload: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": self.model,
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-            ],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": 10,
                 "completion_tokens": len(text.split()),
@@ -172,6 +197,12 @@ class StubUpstream:
         }
         if b.confidence is not None:
             payload["confidence"] = b.confidence
+        if b.engine_fields:
+            payload.update(VLLM_COMPLETION_FIELDS)
+            choice.update(VLLM_CHOICE_FIELDS)
+            message.setdefault("reasoning", None)
+            message.update({"refusal": None, "annotations": None, "audio": None, "function_call": None})
+            payload["usage"]["prompt_tokens_details"] = {"cached_tokens": 4}
         return web.json_response(payload)
 
     async def _stream(self, request: web.Request, body: dict[str, Any], text: str) -> web.StreamResponse:
@@ -181,27 +212,40 @@ class StubUpstream:
         cid = f"chatcmpl-{uuid.uuid4().hex}"
 
         def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
             chunk = {
                 "id": cid,
                 "object": "chat.completion.chunk",
                 "created": int(time.time()),
                 "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                "choices": [choice],
                 **extra,
             }
+            if b.engine_fields:
+                chunk.update(VLLM_CHUNK_FIELDS)
+                choice.update({"logprobs": None, "stop_reason": None, "token_ids": [1, 2]})
             return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode()
 
         await resp.write(event({"role": "assistant", "content": ""}))
+        if b.reasoning is not None:
+            await resp.write(event({"reasoning": b.reasoning}))
         pieces = [w + " " for w in text.split(" ")]
         pieces[-1] = pieces[-1][:-1]
-        for i, piece in enumerate(pieces):
+        calls = b.calls_for(body)
+        for index, call in enumerate(calls or ()):  # a head piece, then the arguments in two fragments
+            name, arguments = call["function"]["name"], call["function"]["arguments"]
+            head = {"index": index, "id": call["id"], "type": "function", "function": {"name": name}}
+            await resp.write(event({"tool_calls": [head]}))
+            for part in (arguments[: len(arguments) // 2], arguments[len(arguments) // 2 :]):
+                await resp.write(event({"tool_calls": [{"index": index, "function": {"arguments": part}}]}))
+        for i, piece in enumerate([] if calls else pieces):
             if b.mode in _MID_STREAM and i == b.die_after:
                 return await _MID_STREAM[b.mode](request, resp)
             if b.piece_delay_s:
                 await asyncio.sleep(b.piece_delay_s)
             await resp.write(event({"content": piece}))
         extra = {"confidence": b.confidence} if b.confidence is not None else {}
-        await resp.write(event({}, "stop", **extra))
+        await resp.write(event({}, "tool_calls" if calls else "stop", **extra))
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)}
             chunk = {
@@ -216,6 +260,25 @@ class StubUpstream:
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()
         return resp
+
+
+# What vLLM 0.32 adds beside the OpenAI fields (as issue 11 saw from its CPU build as the reasoner).
+VLLM_COMPLETION_FIELDS: dict[str, Any] = {
+    "system_fingerprint": "vllm-0.32.0-cpu",
+    "service_tier": None,
+    "prompt_logprobs": None,
+    "prompt_token_ids": [1, 2, 3],
+    "kv_transfer_params": None,
+    "ec_transfer_params": None,
+    "metrics": {"queued_s": 0.0},
+}
+VLLM_CHOICE_FIELDS: dict[str, Any] = {
+    "logprobs": None,
+    "stop_reason": None,
+    "token_ids": [4, 5],
+    "routed_experts": None,
+}
+VLLM_CHUNK_FIELDS: dict[str, Any] = {"system_fingerprint": "vllm-0.32.0-cpu", "prompt_token_ids": None}
 
 
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -73,8 +73,9 @@ def test_every_field_keeps_its_flat_variable_name() -> None:
     assert names["vision_url"] == ("GATEWAY_VISION_URL",)
     assert names["redis_url"] == ("GATEWAY_REDIS_URL", "REDIS_URL")
     assert names["answer_cache_ttl_s"] == ("GATEWAY_ANSWER_CACHE_TTL_S",)
-    # 50 + issue 13's 10 + the answer cache's 2 + the reasoner's languages
-    assert len(names) == 63 and all(n[0].startswith("GATEWAY_") for n in names.values())
+    assert names["vision_tools"] == ("GATEWAY_VISION_TOOLS",)
+    # 50 + issue 13's 10 + the answer cache's 2 + the reasoner's languages + vision's tools
+    assert len(names) == 64 and all(n[0].startswith("GATEWAY_") for n in names.values())
 
 
 def test_answer_cache_is_off_by_default_and_read_from_the_environment(

@@ -72,7 +72,7 @@ def test_the_chat_request_reports_where_the_body_forces_a_route() -> None:
     assert body.route_forces() == {"route": "direct", "flashsight.route": "cascade"}
 
 
-# --- the field policy: shared with the model services; what the gateway does not route yet ---
+# --- the field policy: shared with the model services; tool fields and thinking pass on ---
 
 HI = [{"role": "user", "content": "hi"}]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
@@ -85,22 +85,16 @@ CALL = {"id": "a", "type": "function", "function": {"name": "get_weather", "argu
         ({"messages": HI, "logprobs": True}, "logprobs", "token log-probabilities are not returned"),
         ({"messages": HI, "modalities": ["audio"]}, "modalities", "text only"),
         ({"messages": HI, "temprature": 0}, "temprature", "unknown field"),
-        ({"messages": HI, "tools": [WEATHER]}, "tools", "not supported by the gateway yet"),
+        ({"messages": HI, "tool_choice": "required"}, "tool_choice", "only allowed when tools are given"),
         (
-            {"messages": HI, "chat_template_kwargs": {"enable_thinking": True}},
-            "chat_template_kwargs",
-            "not supported by the gateway yet",
+            {"messages": HI, "tools": [WEATHER], "response_format": {"type": "json_object"}},
+            None,
+            "response_format and tools cannot be combined",
         ),
         (
-            {
-                "messages": [
-                    *HI,
-                    {"role": "assistant", "tool_calls": [CALL]},
-                    {"role": "tool", "tool_call_id": "a", "content": "r"},
-                ]
-            },
-            None,
-            "not routed by the gateway",
+            {"messages": [*HI, {"role": "assistant", "tool_calls": [CALL]}]},
+            "messages",
+            "calls tools that no 'tool' message answers",
         ),
     ],
 )
@@ -127,3 +121,44 @@ async def test_neutral_and_ignored_fields_pass(client: httpx.AsyncClient) -> Non
         },
     )
     assert response.status_code == 200, response.text
+
+
+def test_tool_fields_and_the_thinking_switch_are_what_the_stages_are_sent() -> None:
+    body = GatewayChatRequest.model_validate(
+        {
+            "messages": [
+                *HI,
+                {"role": "assistant", "tool_calls": [CALL]},
+                {"role": "tool", "tool_call_id": "a", "content": "r"},
+            ],
+            "tools": [WEATHER],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "parallel_tool_calls": False,
+            "enable_thinking": True,
+        }
+    )
+    assert body.tool_fields() == {
+        "tools": [WEATHER],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": False,
+    }
+    # The top-level spelling goes on as chat_template_kwargs, which vLLM and SGLang take too.
+    assert body.thinking() == {"chat_template_kwargs": {"enable_thinking": True}}
+    nested = GatewayChatRequest.model_validate(
+        {"messages": HI, "chat_template_kwargs": {"enable_thinking": False}}
+    )
+    assert nested.thinking() == {"chat_template_kwargs": {"enable_thinking": False}}
+    assert GatewayChatRequest.model_validate({"messages": HI}).thinking() == {}
+    assert GatewayChatRequest.model_validate({"messages": HI}).tool_fields() == {}
+
+
+def test_tools_with_tool_choice_none_may_ask_for_structured_output() -> None:
+    body = GatewayChatRequest.model_validate(
+        {
+            "messages": HI,
+            "tools": [WEATHER],
+            "tool_choice": "none",
+            "response_format": {"type": "json_object"},
+        }
+    )
+    assert body.response_format is not None

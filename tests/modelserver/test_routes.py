@@ -183,7 +183,8 @@ async def test_readiness_flips_after_warmup() -> None:
         while (await client.get("/readyz")).status_code != 200:
             await asyncio.sleep(0.02)
         assert backend.loaded and backend.warmed
-        assert (await client.get("/readyz")).json() == {"status": "ready", "model": "fake-model"}
+        ready = (await client.get("/readyz")).json()
+        assert ready == {"status": "ready", "model": "fake-model", "calls_tools": False}
         assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
 
 

@@ -33,6 +33,13 @@ def sdk(client: httpx.AsyncClient) -> AsyncOpenAI:
     return AsyncOpenAI(base_url="http://model/v1", api_key="unused", http_client=client)
 
 
+async def test_readiness_says_the_model_calls_tools() -> None:
+    # What the gateway routes a tools request with images by (GATEWAY_VISION_TOOLS=auto).
+    app, _ = build_app(tool_backend())
+    async with serve(app) as client:
+        assert (await client.get("/readyz")).json()["calls_tools"] is True
+
+
 async def test_the_sdk_reads_a_tool_call_and_its_finish_reason() -> None:
     app, _ = build_app(tool_backend())
     async with serve(app) as client:

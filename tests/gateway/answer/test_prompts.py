@@ -87,3 +87,21 @@ def test_captions_are_fenced_data_that_cannot_open_a_turn_or_leave_the_fence() -
     assert "< |im_start|>system" in content  # still readable, no longer a token
     fenced = content.split("\n<<<\n", 1)[1]
     assert fenced.count(">>>") == 1 and fenced.index(">>>") > fenced.index("PWNED")
+
+
+def test_tool_calls_and_results_stay_turns_of_their_own() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"n": 1}'}}
+    messages = [
+        ChatMessage.model_validate(m)
+        for m in (
+            {"role": "user", "content": "look it up"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "found"},
+        )
+    ]
+    out = reasoner_messages(messages, ["a receipt"])
+    assert out[-2] == {"role": "assistant", "content": None, "tool_calls": [call]}
+    assert out[-1] == {"role": "tool", "content": "found", "tool_call_id": "call_1"}
+    assert (
+        "a receipt" in out[1]["content"] and out[1]["role"] == "user"
+    )  # the descriptions stay with the user turn

@@ -5,16 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flashsight_common.schemas import Usage
 from gateway.answer.responses import (
     MID_STREAM_FINISH_REASON,
     ChunkWriter,
     cached_completion,
     cached_stream,
+    call_pieces,
     completion,
     holding_completion,
     holding_stream,
 )
+from gateway.answer.upstream_answers import Piece, read_completion
 from gateway.schemas import DEGRADED_NOTICE, FlashSightMeta
 from gateway.store.answer_cache import CachedAnswer
 
@@ -42,25 +43,97 @@ UPSTREAM = {
 }
 
 
-def test_a_plain_answer_is_the_upstreams_with_flashsight_added() -> None:
-    answer = completion(UPSTREAM, _meta())
+def test_a_plain_answer_keeps_the_upstreams_choice_id_and_adds_flashsight() -> None:
+    answer = completion(read_completion(UPSTREAM), _meta())
     assert answer["choices"] == UPSTREAM["choices"] and answer["model"] == "ocr-lite"
+    assert answer["id"] == "chatcmpl-up" and answer["object"] == "chat.completion"
+    assert answer["usage"] == {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
     assert answer["flashsight"]["matched_keyword"] == "why" and answer["flashsight"]["degraded"] is False
 
 
-def test_a_degraded_answer_starts_with_the_notice_and_leaves_the_upstream_untouched() -> None:
+def test_a_degraded_answer_starts_with_the_notice() -> None:
     meta = _meta()
     meta.mark_degraded("reasoner_timeout")
-    answer = completion(UPSTREAM, meta)
+    answer = completion(read_completion(UPSTREAM), meta)
     assert answer["choices"][0]["message"]["content"] == f"{DEGRADED_NOTICE}\n订单号是 1"
     assert answer["flashsight"]["degraded_reason"] == "reasoner_timeout"
-    assert UPSTREAM["choices"][0]["message"]["content"] == "订单号是 1"  # not edited in place
 
 
 def test_a_load_shed_answer_is_degraded_without_a_notice() -> None:
     meta = _meta()
     meta.mark_shed(["overload_max_tokens"])
-    assert completion(UPSTREAM, meta)["choices"][0]["message"]["content"] == "订单号是 1"
+    assert completion(read_completion(UPSTREAM), meta)["choices"][0]["message"]["content"] == "订单号是 1"
+
+
+# A vLLM 0.32 answer to a tools request, with what it adds beside OpenAI's fields (issue 11).
+VLLM_TOOL_ANSWER: dict[str, Any] = {
+    "id": "chatcmpl-vllm",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "/models/SmolLM2-135M-Instruct",
+    "system_fingerprint": "vllm-0.32.0-cpu",
+    "prompt_token_ids": [1, 2, 3],
+    "kv_transfer_params": None,
+    "ec_transfer_params": None,
+    "metrics": {"queued_s": 0.0},
+    "service_tier": None,
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "reasoning": "the user wants the weather",
+                "refusal": None,
+                "annotations": None,
+                "tool_calls": [
+                    {
+                        "id": "chatcmpl-tool-1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
+            "logprobs": None,
+            "finish_reason": "tool_calls",
+            "stop_reason": None,
+            "token_ids": [7, 8],
+            "routed_experts": None,
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 30,
+        "completion_tokens": 12,
+        "total_tokens": 42,
+        "prompt_tokens_details": {"cached_tokens": 16},
+        "completion_tokens_details": None,
+    },
+}
+
+
+def test_a_vllm_answer_is_rebuilt_from_the_openai_fields_alone() -> None:
+    answer = completion(read_completion(VLLM_TOOL_ANSWER), _meta())
+    assert set(answer) == {"id", "object", "created", "model", "choices", "usage", "flashsight"}
+    assert answer["model"] == "SmolLM2-135M-Instruct"  # the checkpoint's name, not its path
+    (choice,) = answer["choices"]
+    assert set(choice) == {"index", "message", "finish_reason"} and choice["finish_reason"] == "tool_calls"
+    assert choice["message"] == {
+        "role": "assistant",
+        "content": None,
+        "reasoning_content": "the user wants the weather",  # vLLM's `reasoning`, OpenAI-compatible name
+        "tool_calls": VLLM_TOOL_ANSWER["choices"][0]["message"]["tool_calls"],
+    }
+    assert answer["usage"] == {
+        "prompt_tokens": 30,
+        "completion_tokens": 12,
+        "total_tokens": 42,
+        "prompt_tokens_details": {"cached_tokens": 16},
+    }
+
+
+def test_flashsights_own_extensions_are_kept() -> None:
+    answer = completion(read_completion({**UPSTREAM, "confidence": 0.8}), _meta())
+    assert answer["confidence"] == 0.8
 
 
 def test_the_holding_reply_is_a_whole_completion_naming_the_requested_model() -> None:
@@ -105,7 +178,7 @@ def test_usage_gets_its_own_chunk_when_asked_for() -> None:
             _meta(),
             finish_reason="stop",
             extra={"confidence": 0.9},
-            usage=Usage(prompt_tokens=3, completion_tokens=2, total_tokens=5),
+            usage={"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
             include_usage=True,
         )
     )
@@ -155,3 +228,47 @@ async def test_a_cache_hit_streams_framed_like_a_live_answer() -> None:
     assert usage["usage"]["total_tokens"] == 5 and usage["flashsight"]["answer_cache"] == "hit"
     assert {e["model"] for e in (role, content, final, usage)} == {"smollm2"}
     assert len({e["id"] for e in (role, content, final, usage)}) == 1 and done == "[DONE]"
+
+
+def test_a_tool_call_piece_is_a_delta_of_its_own() -> None:
+    writer = ChunkWriter("glm")
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    head, args = (_events([writer.piece(Piece(tool_calls=[p]))])[0] for p in call_pieces(0, call))
+    assert head["choices"][0]["delta"] == {
+        "tool_calls": [
+            {"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}
+        ]
+    }
+    assert args["choices"][0]["delta"] == {
+        "tool_calls": [{"index": 0, "function": {"arguments": '{"a": 1}'}}]
+    }
+
+
+CACHED_CALLS = CachedAnswer(
+    content=None,
+    finish_reason="tool_calls",
+    model="smollm2",
+    tool_calls=[
+        {"id": "call_a", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}},
+        {"id": "call_b", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+    ],
+)
+
+
+def test_a_cache_hit_replays_tool_calls_in_a_completion() -> None:
+    answer = cached_completion(_meta(), CACHED_CALLS)
+    assert answer["choices"][0]["finish_reason"] == "tool_calls"
+    assert answer["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": CACHED_CALLS.tool_calls,
+    }
+
+
+async def test_a_cache_hit_streams_each_call_as_a_head_and_its_arguments() -> None:
+    events = _events([e async for e in cached_stream(_meta(), CACHED_CALLS, include_usage=False)])
+    deltas = [e["choices"][0]["delta"] for e in events[1:-2]]
+    assert [d["tool_calls"][0]["index"] for d in deltas] == [0, 0, 1, 1]
+    assert deltas[0]["tool_calls"][0]["id"] == "call_a" and deltas[2]["tool_calls"][0]["id"] == "call_b"
+    assert deltas[1]["tool_calls"][0]["function"] == {"arguments": '{"a": 1}'}
+    assert events[-2]["choices"][0]["finish_reason"] == "tool_calls" and "flashsight" in events[-2]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -441,3 +442,232 @@ async def test_a_load_shed_answer_is_never_stored_in_the_answer_cache(
         assert (await post(client, first)).json()["flashsight"]["answer_cache"] == "hit"
         again = (await post(client, shed)).json()["flashsight"]
         assert again["answer_cache"] == "miss" and not again["degraded"]
+
+
+# --- tool calling ---------------------------------------------------------------------------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+STUB_CALL = {
+    "id": "call_stub1",
+    "type": "function",
+    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+}
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+def tools_body(question: str, *images: bytes, **extra: Any) -> dict[str, Any]:
+    return chat_body(question, *images, tools=[WEATHER_TOOL], **extra)
+
+
+def streamed_calls(events: list[Any]) -> list[dict[str, Any]]:
+    """The calls a client assembles from the tool-call deltas (as the OpenAI SDK does)."""
+    calls: dict[int, dict[str, Any]] = {}
+    for event in events:
+        if not (isinstance(event, dict) and event.get("choices")):
+            continue
+        for piece in event["choices"][0]["delta"].get("tool_calls") or ():
+            call = calls.setdefault(piece["index"], {"id": "", "name": "", "arguments": ""})
+            call["id"] = piece.get("id") or call["id"]
+            call["name"] += (piece.get("function") or {}).get("name") or ""
+            call["arguments"] += (piece.get("function") or {}).get("arguments") or ""
+    return [calls[i] for i in sorted(calls)]
+
+
+async def test_a_text_tools_request_reaches_the_reasoner_with_its_fields_and_history(
+    client: httpx.AsyncClient, reasoner: StubUpstream, vision: StubUpstream
+) -> None:
+    reasoner.behaviour.tool_calls = [STUB_CALL]
+    history = [
+        {"role": "user", "content": "Weather in Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [{**STUB_CALL, "id": "call_old"}]},
+        {"role": "tool", "tool_call_id": "call_old", "content": "sunny"},
+        {"role": "user", "content": "And in Paris?"},
+    ]
+    body = {
+        "model": "auto",
+        "messages": history,
+        "tools": [WEATHER_TOOL],
+        "tool_choice": "required",
+        "parallel_tool_calls": False,
+        "chat_template_kwargs": {"enable_thinking": False},
+    }
+    resp = await post(client, body)
+    assert resp.status_code == 200, resp.text
+    answer = resp.json()
+    choice = answer["choices"][0]
+    assert choice["finish_reason"] == "tool_calls" and choice["message"]["content"] is None
+    assert choice["message"]["tool_calls"] == [STUB_CALL]
+    assert answer["flashsight"]["route"] == "cascade" and answer["flashsight"]["route_reason"] == "no_image"
+    sent = reasoner.chat_requests()[-1]
+    assert sent["tools"] == [WEATHER_TOOL] and sent["tool_choice"] == "required"
+    assert sent["parallel_tool_calls"] is False and sent["chat_template_kwargs"] == {"enable_thinking": False}
+    # The history reaches the reasoner as turns its chat template renders, not flattened away.
+    assert sent["messages"][1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{**STUB_CALL, "id": "call_old"}],
+    }
+    assert sent["messages"][2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_old"}
+    assert vision.chat_requests() == []
+
+
+async def test_an_image_tools_request_goes_through_the_cascade_when_vision_calls_no_tools(
+    client: httpx.AsyncClient, reasoner: StubUpstream, vision: StubUpstream
+) -> None:
+    vision.behaviour.calls_tools = False  # what ocr-lite's /readyz says
+    reasoner.behaviour.tool_calls = [STUB_CALL]
+    resp = await post(client, tools_body(DIRECT_Q, unique_png(), tool_choice=NAMED))
+    assert resp.status_code == 200, resp.text
+    meta = resp.json()["flashsight"]
+    assert (meta["route"], meta["route_reason"]) == ("cascade", "tools")  # no keyword; vision cannot call
+    assert resp.json()["choices"][0]["message"]["tool_calls"] == [STUB_CALL]
+    sent = reasoner.chat_requests()[-1]
+    assert sent["tool_choice"] == NAMED and "订单号 12345" in json.dumps(sent["messages"], ensure_ascii=False)
+    assert all("tools" not in r for r in vision.chat_requests())  # vision only captioned
+
+
+async def test_an_image_tools_request_goes_direct_when_vision_calls_tools(
+    make_settings: Callable[..., GatewaySettings], reasoner: StubUpstream, vision: StubUpstream
+) -> None:
+    vision.behaviour.calls_tools = True  # what the glm backend's /readyz says
+    vision.behaviour.tool_calls = [STUB_CALL]
+    async with gateway_client(make_settings()) as client:
+        resp = await post(client, tools_body(CASCADE_Q, unique_png()))  # a cascade keyword: tools decide
+    assert resp.status_code == 200, resp.text
+    meta = resp.json()["flashsight"]
+    assert (meta["route"], meta["route_reason"], meta["matched_keyword"]) == ("direct", "tools", None)
+    sent = vision.chat_requests()[-1]
+    assert sent["tools"] == [WEATHER_TOOL] and sent["messages"][0]["content"][0]["type"] == "image_url"
+    assert reasoner.chat_requests() == []
+
+
+async def test_the_setting_overrides_what_vision_says(
+    make_settings: Callable[..., GatewaySettings], vision: StubUpstream
+) -> None:
+    vision.behaviour.calls_tools = True
+    async with gateway_client(make_settings(vision_tools="off")) as client:
+        forced = await post(client, tools_body(DIRECT_Q, unique_png(), route="direct"))
+        routed = await post(client, tools_body(DIRECT_Q, unique_png()))
+    error = forced.json()["error"]
+    assert (
+        forced.status_code == 400 and error["code"] == "route_cannot_call_tools" and error["param"] == "route"
+    )
+    assert routed.json()["flashsight"]["route"] == "cascade"
+
+
+@pytest.mark.parametrize("stream_it", [False, True])
+async def test_reasoner_down_degrades_an_auto_tools_request_to_text_without_calls(
+    client: httpx.AsyncClient, reasoner: StubUpstream, vision: StubUpstream, stream_it: bool
+) -> None:
+    await reasoner.stop()
+    vision.behaviour.tool_calls = [STUB_CALL]  # would call, were it sent tools
+    history = [
+        {"role": "user", "content": "Weather in Rome?"},
+        {"role": "assistant", "content": None, "tool_calls": [STUB_CALL]},
+        {"role": "tool", "tool_call_id": "call_stub1", "content": "sunny"},
+    ]
+    body = {"model": "auto", "messages": history, "tools": [WEATHER_TOOL], "tool_choice": "auto"}
+    if stream_it:
+        _, events = await stream(client, body)
+        assert streamed_calls(events) == [] and streamed_text(events).startswith(DEGRADED_NOTICE)
+        meta = events[-2]["flashsight"]
+    else:
+        answer = (await post(client, body)).json()
+        assert "tool_calls" not in answer["choices"][0]["message"]
+        assert answer["choices"][0]["finish_reason"] == "stop"
+        meta = answer["flashsight"]
+    assert meta["degraded"] is True and meta["degraded_reason"] == "reasoner_unavailable"
+    sent = vision.chat_requests()[-1]
+    assert "tools" not in sent and "tool_choice" not in sent  # vision cannot invent a call
+    assert sent["messages"][1] == {"role": "assistant", "content": 'Called get_weather({"city":"Paris"})'}
+    assert sent["messages"][2] == {"role": "user", "content": "Tool result (call_stub1): sunny"}
+
+
+@pytest.mark.parametrize("choice", ["required", NAMED])
+@pytest.mark.parametrize("stream_it", [False, True])
+async def test_reasoner_down_fails_a_request_that_must_call(
+    client: httpx.AsyncClient, reasoner: StubUpstream, vision: StubUpstream, choice: Any, stream_it: bool
+) -> None:
+    await reasoner.stop()
+    resp = await post(client, tools_body(CASCADE_Q, unique_png(), tool_choice=choice, stream=stream_it))
+    assert resp.status_code == 503 and int(resp.headers["Retry-After"]) >= 1
+    error = resp.json()["error"]
+    assert error["code"] == "tool_calls_unavailable" and error["param"] == "tool_choice"
+    assert "reasoner" in error["message"]
+    assert all(not r["messages"][0]["content"][0]["text"].startswith("订单") for r in vision.chat_requests())
+
+
+async def test_a_reasoner_dying_mid_stream_ends_a_must_call_request_with_an_error_not_text(
+    client: httpx.AsyncClient, reasoner: StubUpstream
+) -> None:
+    reasoner.behaviour.mode = "die_mid_stream"
+    _, events = await stream(client, {**tools_body(CASCADE_Q), "tool_choice": "required"})
+    assert DEGRADED_NOTICE not in streamed_text(events)
+    assert events[-2]["error"]["code"] == "upstream_unavailable" and events[-1] == "[DONE]"
+
+
+async def test_engine_fields_never_reach_the_caller_plain_or_streamed(
+    make_settings: Callable[..., GatewaySettings], reasoner: StubUpstream
+) -> None:
+    # A vLLM reasoner: path as its model id, its own fields, thinking as `reasoning`, calls in fragments.
+    behaviour = reasoner.behaviour
+    behaviour.engine_fields, behaviour.reasoning, behaviour.tool_calls = True, "let me think", [STUB_CALL]
+    reasoner.model = "/models/SmolLM2-135M-Instruct"
+    async with gateway_client(make_settings()) as client:
+        plain = (await post(client, tools_body("what now?"))).json()
+        _, events = await stream(
+            client, {**tools_body("what now?"), "stream_options": {"include_usage": True}}
+        )
+    assert set(plain) == {"id", "object", "created", "model", "choices", "usage", "flashsight"}
+    assert plain["model"] == "SmolLM2-135M-Instruct"
+    assert plain["flashsight"]["models"]["reasoner"] == "SmolLM2-135M-Instruct"
+    assert set(plain["choices"][0]) == {"index", "message", "finish_reason"}
+    assert plain["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": None,
+        "reasoning_content": "let me think",
+        "tool_calls": [STUB_CALL],
+    }
+    assert plain["usage"]["prompt_tokens_details"] == {"cached_tokens": 4}
+    chunks = [e for e in events if isinstance(e, dict)]
+    assert all(
+        set(c) <= {"id", "object", "created", "model", "choices", "usage", "flashsight"} for c in chunks
+    )
+    assert all(set(ch) <= {"index", "delta", "finish_reason"} for c in chunks for ch in c["choices"])
+    assert {c["model"] for c in chunks} == {"SmolLM2-135M-Instruct"}
+    assert streamed_calls(events) == [
+        {"id": "call_stub1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    ]
+    assert "".join(
+        c["choices"][0]["delta"].get("reasoning_content") or "" for c in chunks if c["choices"]
+    ) == ("let me think")
+    assert (
+        chunks[-2]["choices"][0]["finish_reason"] == "tool_calls" and chunks[-1]["usage"]["total_tokens"] > 0
+    )
+
+
+async def test_a_tools_answer_is_cached_and_replayed_with_its_calls(
+    make_settings: Callable[..., GatewaySettings], reasoner: StubUpstream
+) -> None:
+    reasoner.behaviour.tool_calls = [STUB_CALL]
+    body = tools_body(f"weather? {uuid.uuid4().hex}", tool_choice="required", temperature=0)
+    async with gateway_client(make_settings(answer_cache=True)) as client:
+        first = (await post(client, body)).json()
+        again = (await post(client, body)).json()
+        _, replayed = await stream(client, body)
+        other_choice = (await post(client, {**body, "tool_choice": NAMED})).json()
+    assert first["flashsight"]["answer_cache"] == "miss" and again["flashsight"]["answer_cache"] == "hit"
+    assert again["choices"][0]["message"]["tool_calls"] == [STUB_CALL]
+    assert again["choices"][0]["finish_reason"] == "tool_calls"
+    assert streamed_calls(replayed) == [
+        {"id": "call_stub1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    ]
+    assert replayed[-2]["flashsight"]["answer_cache"] == "hit"
+    assert other_choice["flashsight"]["answer_cache"] == "miss"  # tool_choice is in the key
+    assert len(reasoner.chat_requests()) == 2

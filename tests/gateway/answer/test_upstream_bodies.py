@@ -47,3 +47,37 @@ def test_a_caption_request_uses_the_fixed_caption_sampling() -> None:
     assert body["max_tokens"] == 64 and body["model"] == "ocr-lite"
     assert all(body[k] == v for k, v in CAPTION_PARAMS.items())
     assert body["messages"][0]["content"][1]["image_url"]["url"] == IMAGE
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+CALL = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+
+
+def _tools_request() -> GatewayChatRequest:
+    return GatewayChatRequest.model_validate(
+        {
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": None, "tool_calls": [CALL]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+            ],
+            "tools": [WEATHER],
+            "tool_choice": "auto",
+            "enable_thinking": True,
+        }
+    )
+
+
+def test_the_stage_that_calls_gets_the_tool_fields_history_and_thinking_switch() -> None:
+    for body in (vision_body(_tools_request(), "glm"), reasoner_body(_tools_request(), [], "smollm2")):
+        assert body["tools"] == [WEATHER] and body["tool_choice"] == "auto"
+        assert body["chat_template_kwargs"] == {"enable_thinking": True} and "enable_thinking" not in body
+        assert body["messages"][1]["tool_calls"] == [CALL]
+        assert body["messages"][2]["tool_call_id"] == "call_1"
+
+
+def test_vision_in_the_reasoners_place_gets_no_tools_and_the_history_as_text() -> None:
+    body = vision_body(_tools_request(), "ocr-lite", with_tools=False)
+    assert "tools" not in body and "tool_choice" not in body
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]
+    assert all("tool_calls" not in m and "tool_call_id" not in m for m in body["messages"])

@@ -8,14 +8,13 @@ from typing import Any
 
 import pytest
 from gateway.images.normalise import NormalisedImage
-from gateway.schemas import NOT_ROUTED_YET, GatewayChatRequest
+from gateway.schemas import GatewayChatRequest
 from gateway.store.answer_cache import (
     NON_SEMANTIC_FIELDS,
     OPEN_SCOPE,
     AnswerCache,
     CachedAnswer,
     cache_directives,
-    from_completion,
     is_deterministic,
     storable,
 )
@@ -64,19 +63,48 @@ SAMPLING_CHANGES: dict[str, Any] = {
     "stop": ["\n"],
     "seed": 7,
     "response_format": {"type": "json_object"},
+    "tools": [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}],
+    "tool_choice": "none",
+    "parallel_tool_calls": False,
+    "chat_template_kwargs": {"enable_thinking": True},
+    "enable_thinking": True,
 }
+TOOLS = SAMPLING_CHANGES["tools"]
+# tool_choice / parallel_tool_calls need tools: they are compared on a request that has them.
+NEEDS_TOOLS = {"tool_choice", "parallel_tool_calls"}
 
 
 def test_every_request_field_is_in_the_key_or_known_not_to_shape_the_answer() -> None:
     # A field added to the request model must be decided on here: keyed (SAMPLING_CHANGES),
-    # framing only (NON_SEMANTIC_FIELDS), refused by the gateway (NOT_ROUTED_YET), or n (1 only).
-    unkeyed = NON_SEMANTIC_FIELDS | set(NOT_ROUTED_YET) | {"n"}
+    # framing only (NON_SEMANTIC_FIELDS), or n (1 only).
+    unkeyed = NON_SEMANTIC_FIELDS | {"n"}
     assert set(GatewayChatRequest.model_fields) - unkeyed == set(SAMPLING_CHANGES)
 
 
-@pytest.mark.parametrize("field", [f for f in SAMPLING_CHANGES if f != "temperature"])
+@pytest.mark.parametrize("field", [f for f in SAMPLING_CHANGES if f not in {"temperature", *NEEDS_TOOLS}])
 def test_every_sampling_field_changes_the_key(field: str) -> None:
     assert key_of(request()) != key_of(request(**{field: SAMPLING_CHANGES[field]}))
+
+
+@pytest.mark.parametrize("field", sorted(NEEDS_TOOLS))
+def test_every_tool_option_changes_the_key(field: str) -> None:
+    assert key_of(request(tools=TOOLS)) != key_of(request(tools=TOOLS, **{field: SAMPLING_CHANGES[field]}))
+    named = {"type": "function", "function": {"name": "lookup"}}
+    required = key_of(request(tools=TOOLS, tool_choice="required"))
+    assert required != key_of(request(tools=TOOLS, tool_choice=named))
+
+
+def test_tool_history_changes_the_key() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}}
+
+    def turns(result: str) -> list[dict[str, Any]]:
+        return [
+            {"role": "user", "content": "why?"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "call_1", "content": result},
+        ]
+
+    assert key_of(request(messages=turns("paid"))) != key_of(request(messages=turns("unpaid")))
 
 
 def test_seeded_requests_differ_by_temperature() -> None:
@@ -120,7 +148,7 @@ def test_two_api_keys_never_share_an_entry() -> None:
 
 
 def test_key_is_versioned_and_prefixed() -> None:
-    assert key_of(request()).startswith("flashsight:answer:v1:")
+    assert key_of(request()).startswith("flashsight:answer:v2:")
 
 
 def test_only_deterministic_requests_are_planned() -> None:
@@ -145,20 +173,19 @@ def test_cache_control_directives() -> None:
     assert (both.lookup, both.store) == (False, False)
 
 
-def test_only_whole_text_answers_are_storable() -> None:
-    def completion(finish: str, **message: Any) -> dict[str, Any]:
-        return {
-            "model": "m",
-            "choices": [
-                {"message": {"role": "assistant", "content": "hi", **message}, "finish_reason": finish}
-            ],
-        }
+CALL = {"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": '{"q": 1}'}}
 
-    assert storable(from_completion(completion("stop"), {}))
-    assert storable(from_completion(completion("length"), {}))
-    assert not storable(from_completion(completion("degraded"), {}))
-    assert not storable(from_completion(completion("tool_calls", tool_calls=[{"id": "x"}]), {}))
-    assert from_completion({"model": "m", "choices": []}, {}) is None
+
+def test_only_whole_answers_are_storable() -> None:
+    def answer(finish: str, content: str | None = "hi", **fields: Any) -> CachedAnswer:
+        return CachedAnswer(content=content, finish_reason=finish, model="m", **fields)
+
+    assert storable(answer("stop")) and storable(answer("length"))
+    assert storable(answer("tool_calls", content=None, tool_calls=[CALL]))
+    assert not storable(answer("degraded"))
+    assert not storable(answer("tool_calls", content=None))  # calls announced, none there
+    assert not storable(answer("stop", content=None))
+    assert not storable(None)
 
 
 @pytest.fixture
@@ -181,6 +208,9 @@ async def test_put_then_get_with_ttl_in_real_redis(redis: Redis) -> None:
     assert await c.put(key, entry)
     assert await c.get(key) == entry
     assert 60 < await redis.ttl(key) <= 90
+    calls = CachedAnswer(content=None, finish_reason="tool_calls", model="m", tool_calls=[CALL])
+    assert await c.put(key, calls)
+    assert await c.get(key) == calls  # null content stays null, the calls come back whole
     await redis.set(key, b"not json")
     assert await c.get(key) is None  # corrupt: a miss
     await redis.delete(key)

@@ -184,3 +184,35 @@ async def test_a_stream_event_that_is_not_a_json_object_is_a_protocol_error(sess
             await collect(client)
     finally:
         await runner.cleanup()
+
+
+async def test_whether_vision_calls_tools_comes_from_its_readiness_then_is_remembered(stub, session) -> None:
+    client = client_for(stub, session)
+    stub.behaviour.mode = "not_ready"
+    assert await client.calls_tools() is False  # not ready: asked again next time
+    stub.behaviour.mode, stub.behaviour.calls_tools = "ok", True
+    assert await client.calls_tools() is True
+    stub.behaviour.calls_tools = False
+    assert await client.calls_tools() is True  # remembered while the model is the same
+    client.note_model("ocr-lite")
+    client.note_model("glm-4.6v")  # swapped: ask again
+    assert await client.calls_tools() is False
+
+
+async def test_a_server_that_does_not_say_calls_no_tools_unless_the_setting_says(stub, session) -> None:
+    assert await client_for(stub, session).calls_tools() is False  # no calls_tools in its /readyz (vLLM)
+    told = UpstreamClient("vision", stub.url, session, timeouts=FAST, calls_tools=True)
+    assert await told.calls_tools() is True
+
+
+async def test_a_first_tool_call_piece_counts_as_the_first_token(stub, session) -> None:
+    stub.behaviour.tool_calls = [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    ]
+    stream = await client_for(stub, session).open_stream({**BODY, "tools": [{"type": "function"}]})
+    chunks = aiter(stream)
+    await anext(chunks)  # the role chunk
+    assert not stream.got_content
+    await anext(chunks)
+    assert stream.got_content
+    await stream.aclose()

@@ -65,6 +65,10 @@ class UpstreamSettings(_Section):
 
     vision_url: str = "http://127.0.0.1:8081"
     reasoner_url: str = "http://127.0.0.1:9000"
+    vision_tools: Literal["auto", "on", "off"] = "auto"
+    """Does vision call tools? ``auto``: its ``/readyz`` says (``calls_tools``; FlashSight's
+    ``glm`` backend yes, ``ocr-lite`` no; a server that does not say, e.g. vLLM, counts as no).
+    A tools request with images goes direct when it does, else through the cascade."""
     vision_timeout_s: PositiveSeconds = 60.0
     reasoner_timeout_s: PositiveSeconds = 30.0
     reasoner_first_token_timeout_s: PositiveSeconds = 10.0

@@ -11,7 +11,8 @@
     │   ├── NumberOutOfRangeError       400  a number past signed 64 bits, or not finite (gateway.api.numbers)
     │   ├── PromptTooLargeError         400  too many messages/parts, or a prompt over the text cap
     │   │                                    (gateway.answer.prompt_budget)
-    │   └── RouteConflictError          400  the model id, ``route`` field and header force different routes
+    │   ├── RouteConflictError          400  the model id, ``route`` field and header force different routes
+    │   └── RouteCannotCallToolsError   400  a tools request forced ``direct`` to a vision that calls no tools
     ├── AuthenticationError             401  + WWW-Authenticate: no or wrong API key
     ├── ModelNotFoundError              404  ``model`` is not one of GET /v1/models
     ├── UnsupportedMediaTypeError       415  a chat body declared as something other than JSON
@@ -19,6 +20,8 @@
     │   └── AuthFailuresLimitedError    429  too many missing/wrong keys from one address
     ├── RateLimitUnavailableError       503  + Retry-After: Redis down and rate limits fail closed
     ├── RequestDeadlineError            504  + Retry-After: not answered within ``request_deadline_s``
+    ├── ToolCallsUnavailableError       503  + Retry-After: a request that must call a tool, and the stage
+    │                                        that calls (the reasoner) cannot answer (gateway.answer.tools)
     └── UpstreamError                   502  vision or reasoner failed (``.upstream`` names which)
         ├── UpstreamUnavailableError    503  + Retry-After: unreachable, or it dropped the connection
         │   ├── UpstreamServerError     503  + Retry-After: it answered 5xx (or an error event mid-stream)
@@ -101,6 +104,12 @@ class RouteConflictError(InvalidRequestError):
     default_code = "route_conflict"
 
 
+class RouteCannotCallToolsError(InvalidRequestError):
+    """A tools request forced to ``direct``, and the vision model calls no tools."""
+
+    default_code = "route_cannot_call_tools"
+
+
 class AuthenticationError(GatewayError):
     """The request carries no API key, or one that is not accepted."""
 
@@ -149,6 +158,19 @@ class RequestDeadlineError(GatewayError):
     status_code = 504
     error_type = "timeout_error"
     default_code = "request_deadline_exceeded"
+    default_retry_after = 5
+
+
+class ToolCallsUnavailableError(GatewayError):
+    """``tool_choice`` requires a call and the stage that calls tools cannot answer now.
+
+    Vision's text answer (how other requests degrade) would break the caller's contract, so
+    the request fails instead, retryable.
+    """
+
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "tool_calls_unavailable"
     default_retry_after = 5
 
 

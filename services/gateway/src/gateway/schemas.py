@@ -1,7 +1,8 @@
 """The gateway's wire models: its chat request, the ``flashsight`` metadata object, the seed adapters.
 
-The chat request is OpenAI's (``flashsight_common.schemas.ChatCompletionRequest``) plus two
-optional ways to force the route: a top-level ``route`` field or ``flashsight.route``.
+The chat request is OpenAI's (``flashsight_common.schemas.ChatCompletionRequest``, tool
+calling and the thinking switch included) plus two optional ways to force the route: a
+top-level ``route`` field or ``flashsight.route``.
 Every answer carries a :class:`FlashSightMeta` (in the body, the last stream chunk, and
 ``X-FlashSight-*`` headers).
 """
@@ -17,10 +18,6 @@ from flashsight_common.schemas import ChatCompletionRequest
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gateway.answer.prompt_budget import check_counts
-
-# Fields the common schema takes (the model services serve them) that the gateway does not
-# pass on to its stages yet: refused by name, never dropped (see docs/api.md).
-NOT_ROUTED_YET = ("tools", "tool_choice", "parallel_tool_calls", "chat_template_kwargs", "enable_thinking")
 
 RouteName = Literal["direct", "cascade"]
 CacheStatus = Literal["hit", "miss", "partial", "unavailable"]
@@ -60,16 +57,6 @@ class GatewayChatRequest(ChatCompletionRequest):
     route: RouteName | None = None
     flashsight: RouteOptions | None = None
 
-    @field_validator(*NOT_ROUTED_YET)
-    @classmethod
-    def _refuse_not_routed(cls, value: Any, info: ValidationInfo) -> Any:
-        if value is not None:
-            raise ValueError(
-                "not supported by the gateway yet: it does not pass this field to the model stages "
-                f"(the reasoner and vision services take {info.field_name} directly; see docs/api.md)"
-            )
-        return value
-
     @field_validator("messages", mode="before")
     @classmethod
     def _bound_counts(cls, value: Any, info: ValidationInfo) -> Any:
@@ -83,14 +70,22 @@ class GatewayChatRequest(ChatCompletionRequest):
     def _check_content_present(self) -> GatewayChatRequest:
         # OpenAI allows null content only on assistant turns (tool calls); anywhere else it is a bug.
         for i, message in enumerate(self.messages):
-            if message.tool_calls is not None or message.role == "tool":
-                raise ValueError(
-                    f"messages[{i}]: tool calls and tool results are not routed by the gateway yet"
-                )
             if message.content is None and message.role != "assistant":
                 raise ValueError(
                     f"messages[{i}].content is null; a {message.role} message needs a string or content parts"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_tools_alone(self) -> GatewayChatRequest:
+        # The model services refuse both constraints at once; refused here, before the reasoner's
+        # 400 could turn into a degraded answer.
+        fmt = self.response_format
+        if self.calls_tools() and fmt is not None and fmt.type != "text":
+            raise ValueError(
+                "response_format and tools cannot be combined (both constrain the answer's syntax); "
+                "send tool_choice 'none' for a structured answer, or drop response_format"
+            )
         return self
 
     def route_forces(self) -> dict[str, str | None]:
@@ -109,6 +104,17 @@ class GatewayChatRequest(ChatCompletionRequest):
             "response_format",
         )
         return self.model_dump(include=set(keys), exclude_none=True)
+
+    def tool_fields(self) -> dict[str, Any]:
+        """``tools``, ``tool_choice``, ``parallel_tool_calls`` as sent, for the stage that calls tools."""
+        return self.model_dump(
+            mode="json", include={"tools", "tool_choice", "parallel_tool_calls"}, exclude_none=True
+        )
+
+    def thinking(self) -> dict[str, Any]:
+        """The caller's thinking switch, spelt as vLLM and SGLang take it too (``chat_template_kwargs``)."""
+        enabled = self.thinking_requested()
+        return {} if enabled is None else {"chat_template_kwargs": {"enable_thinking": enabled}}
 
 
 class ModelsUsed(BaseModel):
@@ -132,7 +138,7 @@ class FlashSightMeta(BaseModel):
     """What the gateway did with a request: route, cache, degradation, models, timings."""
 
     route: RouteName
-    route_reason: Literal["keyword", "forced", "default", "no_image", "reasoner_language"]
+    route_reason: Literal["keyword", "forced", "default", "no_image", "reasoner_language", "tools"]
     matched_keyword: str | None = None
     caption_cache: CacheStatus | None = None
     answer_cache: AnswerCacheStatus | None = None

@@ -88,10 +88,15 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(readiness: ReadinessDep, model_id: ServedModelDep) -> JSONResponse:
-    """200 once the model is loaded and warm; 503 + Retry-After before."""
+async def readyz(readiness: ReadinessDep, model_id: ServedModelDep, backend: BackendDep) -> JSONResponse:
+    """200 once the model is loaded and warm; 503 + Retry-After before.
+
+    Ready, it also says whether the model calls tools (``calls_tools``): known only once the
+    model is loaded (GLM-4.6V's template decides), and what the gateway routes tool requests by.
+    """
     if readiness.ready:
-        return JSONResponse({"status": "ready", "model": model_id})
+        calls_tools = getattr(backend, "tool_format", None) is not None
+        return JSONResponse({"status": "ready", "model": model_id, "calls_tools": calls_tools})
     retry = NotReadyError.default_retry_after
     return JSONResponse(
         {"status": readiness.phase, "detail": readiness.detail}, status_code=503,

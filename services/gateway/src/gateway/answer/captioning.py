@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.answer.prompts import CAPTION_PROMPTS
+from gateway.answer.upstream_answers import readable_model
 from gateway.answer.upstream_bodies import caption_body
 from gateway.images.normalise import NormalisedImage
 from gateway.schemas import CacheStatus
@@ -101,7 +102,7 @@ class Captioner:
         body = caption_body(self.prompt, image.data_url(), model_id, max_tokens=self.max_tokens)
         answer = await self.vision.complete(body, request_id=request_id)
         text = answer["choices"][0].get("message", {}).get("content") or ""
-        return CachedCaption(caption=text.strip(), model=str(answer.get("model") or model_id))
+        return CachedCaption(caption=text.strip(), model=readable_model(answer.get("model")) or model_id)
 
 
 def _cache_status(cached: object, *, hits: int, total: int) -> CacheStatus:

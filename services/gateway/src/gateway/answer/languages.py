@@ -11,7 +11,9 @@ answered by vision directly: the route becomes ``direct`` with ``route_reason``
 ``reasoner_language`` and a notice saying why. The same holds when the image's text (the
 captions' text lines) is in a language the reasoner cannot read: SmolLM2 asked in English
 about a Chinese screen cannot quote 待补充地址, it loops on digits instead. A question with
-no image still goes to the reasoner (there is no vision answer to give instead).
+no image still goes to the reasoner (there is no vision answer to give instead), and so
+does a tools request's route (``RouteDecision.final``): only a model that calls tools can
+answer it (gateway.answer.tools).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ def evidence_language(captions: list[str]) -> Language:
 
 def gate_language(decision: RouteDecision, question: str, languages: tuple[str, ...]) -> RouteDecision:
     """``decision``, or ``direct`` when the cascade's reasoner does not write the question's language."""
-    if decision.route != "cascade" or decision.reason == "no_image" or ANY_LANGUAGE in languages:
+    if decision.route != "cascade" or decision.reason == "no_image" or decision.final:
+        return decision
+    if ANY_LANGUAGE in languages:
         return decision
     if question_language(question) in languages:
         return decision
@@ -54,7 +58,7 @@ def gate_language(decision: RouteDecision, question: str, languages: tuple[str, 
 
 def gate_evidence(decision: RouteDecision, captions: list[str], languages: tuple[str, ...]) -> RouteDecision:
     """``decision``, or ``direct`` when the reasoner cannot read the language of the image's text."""
-    if decision.route != "cascade" or not captions or ANY_LANGUAGE in languages:
+    if decision.route != "cascade" or not captions or decision.final or ANY_LANGUAGE in languages:
         return decision
     if evidence_language(captions) in languages:
         return decision

@@ -69,7 +69,9 @@ def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) 
     far better than evidence in a long system prompt: on SmolLM2-135M the system-prompt
     layout gave looping, invented answers where this one answers from the description.
     Each description is split (:func:`split_caption`): the picture's facts (size, colours)
-    first, then the image's text lines as a list, nearest the question.
+    first, then the image's text lines as a list, nearest the question. Tool history stays
+    what it is: an assistant turn keeps its ``tool_calls`` (content null when it had none)
+    and a ``tool`` turn its ``tool_call_id``, so the reasoner's chat template renders them.
     """
     out: list[dict[str, Any]] = []
     if captions:
@@ -86,7 +88,13 @@ def reasoner_messages(messages: Sequence[ChatMessage], captions: Sequence[str]) 
             else:
                 pieces.append(part.text)
         role = "system" if message.role == "developer" else message.role
-        out.append({"role": role, "content": "\n".join(p for p in pieces if p)})
+        turn: dict[str, Any] = {"role": role, "content": "\n".join(p for p in pieces if p)}
+        if message.tool_calls:
+            turn["tool_calls"] = [call.model_dump() for call in message.tool_calls]
+            turn["content"] = turn["content"] or None
+        if message.tool_call_id is not None:
+            turn["tool_call_id"] = message.tool_call_id
+        out.append(turn)
     if captions:
         _put_descriptions_before_question(out, captions)
     return _merge_leading_system(out)

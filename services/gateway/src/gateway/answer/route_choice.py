@@ -19,7 +19,7 @@ from typing import Literal
 from gateway.errors import InvalidRequestError, ModelNotFoundError, RouteConflictError
 
 Route = Literal["direct", "cascade"]
-RouteReason = Literal["keyword", "forced", "default", "no_image", "reasoner_language"]
+RouteReason = Literal["keyword", "forced", "default", "no_image", "reasoner_language", "tools"]
 ROUTES: tuple[Route, ...] = ("direct", "cascade")
 
 # Model ids the gateway serves → the route they force (None: keyword routing).
@@ -38,6 +38,8 @@ class RouteDecision:
     route: Route
     reason: RouteReason
     keyword: str | None = None
+    final: bool = False
+    """A tools request's route (gateway.answer.tools): no language gate moves it."""
 
 
 class KeywordTable:

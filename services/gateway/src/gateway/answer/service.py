@@ -5,13 +5,16 @@
 1. **count** the request in flight and learn which overload steps apply (``shedding``);
 2. **refuse cheaply**: too much text, an unknown model or route (before any image work);
 3. **hold** under overload: the holding reply, no model called (``responses``);
-4. **admit** the images (``gateway.images``) and **choose the route** (``route_choice``);
-   then **look up** a deterministic request in the exact answer cache
-   (``gateway.store.answer_cache``): a hit is replayed (``responses``), no model called;
+4. **admit** the images (``gateway.images``) and **choose the route** (``route_choice``;
+   a request with tools: ``tools``, by which stage can call); then **look up** a
+   deterministic request in the exact answer cache (``gateway.store.answer_cache``): a hit
+   is replayed (``responses``), no model called;
 5. **caption** the images on the cascade route (``captioning``, through the cache);
-6. **answer** from vision (direct) or the reasoner (cascade); a reasoner that cannot answer
-   is replaced by vision, marked degraded (``degradation``); streamed answers are primed
-   and relayed (``streaming``); a whole, undegraded answer is stored in the answer cache;
+6. **answer** from vision (direct) or the reasoner (cascade), each read for the OpenAI
+   fields only (``upstream_answers``); a reasoner that cannot answer is replaced by vision,
+   marked degraded (``degradation``), unless a tool call is required (``tools``: a 503);
+   streamed answers are primed and relayed (``streaming``); a whole, undegraded answer is
+   stored in the answer cache;
 7. **build the response** (``responses``) with the ``flashsight`` metadata, which only
    changes through :class:`~gateway.schemas.FlashSightMeta`'s own methods.
 
@@ -41,11 +44,13 @@ from gateway.answer.repetition import cut_loop, said_in, stop_loops
 from gateway.answer.route_choice import KeywordTable, Route, RouteDecision, forced_route, pick_route
 from gateway.answer.shedding import HOLDING_REPLY, LoadShedder, ShedStep
 from gateway.answer.streaming import PrimedStream, prime, relay
+from gateway.answer.tools import involves_tools, refuse_text_instead, route_tools, tool_texts
+from gateway.answer.upstream_answers import Answer, read_completion
 from gateway.answer.upstream_bodies import reasoner_body, vision_body
 from gateway.errors import RequestDeadlineError, UpstreamError
 from gateway.images.admission import ImageAdmitter
 from gateway.schemas import FlashSightMeta, GatewayChatRequest
-from gateway.store.answer_cache import BYPASS, AnswerCache, CachedAnswer, CachePlan, from_completion, storable
+from gateway.store.answer_cache import BYPASS, AnswerCache, CachedAnswer, CachePlan, storable
 from gateway.telemetry.access_log import note_answer
 from gateway.upstreams.guarded import GuardedUpstream, ReasonerGuard
 
@@ -144,7 +149,7 @@ class AnswerService:
             self._check_text_size(body)  # 2. refuse cheaply
             forced = _forced(body, header_route)
             if HOLDING_REPLY in steps:  # 3. hold
-                answered = self._hold(body, forced, steps, request_id=request_id)
+                answered = await self._hold(body, forced, steps, request_id=request_id)
                 handed_to_stream = answered.events is not None
                 return answered
             plan = self._plan(body, cache_scope, cache_control)  # the caller's fields, before shedding
@@ -186,16 +191,18 @@ class AnswerService:
     # --- the steps ---------------------------------------------------------------------------
 
     def _check_text_size(self, request: GatewayChatRequest) -> None:
-        """400 when the prompt (text + template markers) exceeds the cap (gateway.answer.prompt_budget)."""
-        check_prompt_cost([m.text() for m in request.messages], max_chars=self.max_text_chars)
+        """400 when the prompt (text, tools, template markers) is over the cap (answer.prompt_budget)."""
+        texts = [m.text() for m in request.messages] + tool_texts(request)
+        check_prompt_cost(texts, max_chars=self.max_text_chars)
 
-    def _hold(
+    async def _hold(
         self, body: GatewayChatRequest, forced: Route | None, steps: list[ShedStep], *, request_id: str
     ) -> Answered:
         """The holding reply: routed from the image parts' presence, no image fetched, no model called."""
+        refuse_text_instead(body, because="the gateway is overloaded (it answers with a holding reply)")
         has_images = any(m.image_urls() for m in body.messages)
         question = _latest_user_text(body)
-        decision = self._route(question, forced, has_images=has_images)
+        decision = await self._route(body, question, forced, has_images=has_images)
         meta = self._routed_meta(decision, question, request_id)
         meta.mark_shed(steps)
         text = self.shedder.policy.holding_reply
@@ -211,7 +218,7 @@ class AnswerService:
         """Normalise the images, choose the route, open the metadata (the access line reads it)."""
         admitted = await self.admitter.admit(body)
         question = _latest_user_text(admitted.request)
-        decision = self._route(question, forced, has_images=bool(admitted.images))
+        decision = await self._route(admitted.request, question, forced, has_images=bool(admitted.images))
         meta = self._routed_meta(
             decision,
             question,
@@ -256,17 +263,21 @@ class AnswerService:
             return Answered(meta, events=self.shedder.guard_stream(events))
         return Answered(meta, completion=responses.cached_completion(meta, cached))
 
-    async def _store(self, job: Job, answer: dict[str, Any] | CachedAnswer) -> None:
+    async def _store(self, job: Job, answer: Answer | CachedAnswer) -> None:
         """Keep a whole, undegraded answer for the next identical request (never a shed one)."""
         if self.answer_cache is None or job.answer_key is None or job.meta.degraded:
             return
-        models = job.meta.models.model_dump()
-        entry = answer if isinstance(answer, CachedAnswer) else from_completion(answer, models)
-        if entry is not None and storable(entry):
+        entry = answer if isinstance(answer, CachedAnswer) else _cached(answer, job.meta)
+        if storable(entry):
             await self.answer_cache.put(job.answer_key, entry)
 
-    def _route(self, question: str, forced: Route | None, *, has_images: bool) -> RouteDecision:
-        """The keyword/forced route, unless the reasoner does not write the question's language."""
+    async def _route(
+        self, request: GatewayChatRequest, question: str, forced: Route | None, *, has_images: bool
+    ) -> RouteDecision:
+        """A tools request: where a model can call; else the keyword/forced route, gated by language."""
+        if involves_tools(request):
+            vision_calls = has_images and await self.vision.calls_tools()
+            return route_tools(forced, has_images=has_images, vision_calls=vision_calls)
         decision = pick_route(question, forced=forced, has_images=has_images, table=self.keywords)
         return gate_language(decision, question, self.reasoner_languages)
 
@@ -295,7 +306,7 @@ class AnswerService:
         )
         return captions
 
-    async def _complete(self, job: Job) -> dict[str, Any]:
+    async def _complete(self, job: Job) -> Answer:
         """The upstream answer: vision's (direct), or the reasoner's with vision as the fallback."""
         if job.decision.route == "direct":
             answer = await self._ask_vision(job)
@@ -306,8 +317,9 @@ class AnswerService:
                 logger.warning(
                     "reasoner failed (request %s): %s; answering from vision", job.request_id, exc.message
                 )
+                _refuse_text_for_calls(job, exc)
                 job.meta.mark_degraded(degraded_reason(exc))
-                answer = await self._ask_vision(job)
+                answer = await self._ask_vision(job, with_tools=False)
         job.meta.finish(started=job.started)
         return answer
 
@@ -323,8 +335,9 @@ class AnswerService:
                 job.request_id,
                 exc.message,
             )
+            _refuse_text_for_calls(job, exc)
             job.meta.mark_degraded(degraded_reason(exc))
-            return relay(job, await self._open_vision(job), answered_by="vision")
+            return relay(job, await self._open_vision(job, with_tools=False), answered_by="vision")
         job.meta.record_model("reasoner", source.model)
         return relay(
             job,
@@ -342,29 +355,30 @@ class AnswerService:
 
     # --- the upstream calls --------------------------------------------------------------------
 
-    async def _ask_vision(self, job: Job) -> dict[str, Any]:
+    async def _ask_vision(self, job: Job, *, with_tools: bool = True) -> Answer:
         started = time.perf_counter()
-        body = vision_body(job.request, await self.vision.model_id())
+        model_id = await self.vision.model_id()
+        body = vision_body(job.request, model_id, with_tools=with_tools)
         try:
-            answer = await self.vision.complete(body, request_id=job.request_id)
+            answer = read_completion(await self.vision.complete(body, request_id=job.request_id))
         finally:
             job.meta.record_stage("vision", started=started)
-        job.meta.record_model("vision", answer.get("model"))
+        job.meta.record_model("vision", answer.model)
         return answer
 
-    async def _ask_reasoner(self, job: Job) -> dict[str, Any]:
+    async def _ask_reasoner(self, job: Job) -> Answer:
         started = time.perf_counter()
         try:
             body = reasoner_body(job.request, _caption_texts(job), await self.reasoner.model_id())
-            answer = cut_loop(await self.reasoner.complete(body, request_id=job.request_id))
+            answer = read_completion(cut_loop(await self.reasoner.complete(body, request_id=job.request_id)))
         finally:
             job.meta.record_stage("reasoner", started=started)
-        job.meta.record_model("reasoner", answer.get("model"))
+        job.meta.record_model("reasoner", answer.model)
         return answer
 
-    async def _open_vision(self, job: Job) -> PrimedStream:
+    async def _open_vision(self, job: Job, *, with_tools: bool = True) -> PrimedStream:
         started = time.perf_counter()
-        body = vision_body(job.request, await self.vision.model_id())
+        body = vision_body(job.request, await self.vision.model_id(), with_tools=with_tools)
         stream = await self.vision.open_stream(body, request_id=job.request_id)
         primed = await prime(stream, started=started)
         job.meta.record_model("vision", primed.model)
@@ -423,3 +437,21 @@ def _latest_user_text(request: GatewayChatRequest) -> str:
 
 def _caption_texts(job: Job) -> list[str]:
     return job.captions.texts if job.captions else []
+
+
+def _refuse_text_for_calls(job: Job, failure: UpstreamError) -> None:
+    # A request that must call gets a 503, not vision's text (gateway.answer.tools).
+    because = f"the reasoner, which calls the tools, cannot answer now ({failure.message})"
+    refuse_text_instead(job.request, because=because, retry_after=failure.retry_after)
+
+
+def _cached(answer: Answer, meta: FlashSightMeta) -> CachedAnswer:
+    return CachedAnswer(
+        content=answer.content,
+        finish_reason=answer.finish_reason,
+        model=answer.model,
+        reasoning_content=answer.reasoning_content,
+        usage=answer.usage,
+        tool_calls=answer.tool_calls,
+        models=meta.models.model_dump(),
+    )

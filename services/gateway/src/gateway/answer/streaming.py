@@ -4,8 +4,11 @@ Before any byte goes to the caller the source is *primed*: read until its first 
 A reasoner failure up to that point therefore still switches to vision (and a vision
 failure is still a clean 503). After it, a reasoner failure (dropped connection, error
 event, stall past the idle timeout) ends the stream with the notice as a last content
-delta and ``finish_reason: "degraded"``; the stream always ends with the metadata chunk
-and ``data: [DONE]``. Every chunk is built by :mod:`gateway.answer.responses`.
+delta and ``finish_reason: "degraded"`` (unless the request requires a tool call: notice
+text is no call, so it ends with the error event instead); the stream always ends with the
+metadata chunk and ``data: [DONE]``. Each upstream chunk is read for what the gateway
+understands (:mod:`gateway.answer.upstream_answers`) and every chunk sent is built anew by
+:mod:`gateway.answer.responses`: no upstream JSON is relayed as it came.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-from flashsight_common.schemas import Usage
-
 from gateway.answer.job import Job
 from gateway.answer.responses import MID_STREAM_FINISH_REASON, ChunkWriter
+from gateway.answer.tools import must_call
+from gateway.answer.upstream_answers import ToolCallAssembler, read_chunk, readable_model
 from gateway.errors import UpstreamError
 from gateway.store.answer_cache import CachedAnswer
 from gateway.upstreams.client import UpstreamStream
@@ -40,7 +43,7 @@ class PrimedStream:
         self.head = head
         self.rest = rest
         self.started = started
-        self.model = next((str(c["model"]) for c in head if c.get("model")), None)
+        self.model = next((readable_model(c["model"]) for c in head if c.get("model")), None)
 
     async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
         for chunk in self.head:
@@ -83,8 +86,9 @@ async def relay(
     writer = ChunkWriter(source.model or "unknown")
     texts: list[str] = []
     thoughts: list[str] = []
+    calls = ToolCallAssembler()
     finish: str | None = None
-    usage: Usage | None = None
+    usage: dict[str, Any] | None = None
     extra: dict[str, Any] = {}
     error: dict[str, Any] | None = None
     try:
@@ -94,27 +98,24 @@ async def relay(
         if job.meta.degraded and job.meta.notice:
             yield writer.notice_first()
         async for chunk in source:
-            if chunk.get("usage"):
-                usage = Usage.model_validate(chunk["usage"])
-            for choice in chunk.get("choices") or ():
-                delta = choice.get("delta") or {}
-                text, thought = delta.get("content"), delta.get("reasoning_content")
-                if text or thought:
-                    texts.append(text or "")
-                    thoughts.append(thought or "")
-                    yield writer.content(text, thought)
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
-                    extra = {k: chunk[k] for k in ("confidence", "structured_output") if k in chunk}
+            piece = read_chunk(chunk)
+            usage = piece.usage or usage
+            if piece.says_something:
+                texts.append(piece.content or "")
+                thoughts.append(piece.reasoning_content or "")
+                calls.add(piece.tool_calls)
+                yield writer.piece(piece)
+            if piece.finish_reason:
+                finish, extra = piece.finish_reason, piece.extensions
     except UpstreamError as exc:
         logger.warning("%s failed mid-stream (request %s): %s", answered_by, job.request_id, exc.message)
         if on_failure is not None:
             on_failure()
-        if answered_by == "reasoner":
+        if answered_by == "reasoner" and not must_call(job.request):
             job.meta.mark_degraded("reasoner_failed_mid_stream")
             yield writer.notice_last()
             finish = MID_STREAM_FINISH_REASON
-        else:  # vision was the last resort: say what failed rather than pretend the answer is whole
+        else:  # the last resort failed, or a call was required: say what failed, pretend nothing
             error = exc.body()
     finally:
         await source.aclose()
@@ -135,11 +136,12 @@ async def relay(
     if on_answer is not None and error is None and not meta.degraded:
         await on_answer(
             CachedAnswer(
-                content="".join(texts),
+                content="".join(texts) if any(texts) or not calls.calls() else None,
                 finish_reason=finish or "stop",
                 model=writer.model,
                 reasoning_content="".join(thoughts) or None,
-                usage=usage.model_dump() if usage else None,
+                usage=usage,
+                tool_calls=calls.calls(),
                 models=meta.models.model_dump(),
             )
         )

@@ -5,14 +5,17 @@ Key ``flashsight:answer:v1:{scope}:{sha256 of the canonical request}``:
 - ``scope`` is the caller's API-key identity (a prefix of the key's SHA-256, never the key)
   or ``open`` when the gateway runs without keys, so no answer ever crosses tenants;
 - the canonical request is the sorted-keys JSON of every field the caller sent (sampling
-  fields, ``response_format``; fields the gateway ignores are dropped when parsed) minus
+  fields, ``response_format``, ``tools``, ``tool_choice``, ``parallel_tool_calls``, the
+  thinking switch; fields the gateway ignores are dropped when parsed) minus
   those that cannot change the answer's text (:data:`NON_SEMANTIC_FIELDS`), the messages
-  with each image replaced by the SHA-256 of its *normalised* bytes, and the route taken.
+  with each image replaced by the SHA-256 of its *normalised* bytes (assistant ``tool_calls``
+  and ``tool`` results included as sent), and the route taken.
 
 Only deterministic requests are looked up or stored: ``temperature`` 0 or a fixed ``seed``
 (the OpenAI default temperature is 1). ``Cache-Control: no-cache`` skips the lookup,
-``no-store`` the write. Only whole answers are stored (finish_reason ``stop`` or
-``length``: the same ``max_tokens`` is in the key, so a cut answer is cut the same way);
+``no-store`` the write. Only whole answers are stored (finish_reason ``stop``, ``length``
+(the same ``max_tokens`` is in the key, so a cut answer is cut the same way) or
+``tool_calls``: a hit replays the calls, with the ids they had);
 degraded, shed and holding answers and errors never are (:class:`gateway.answer.service`
 decides). Redis trouble never fails a request: the lookup says ``unavailable``.
 """
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "flashsight:answer"
-KEY_VERSION = "1"
+KEY_VERSION = "2"
 """Bump when the key's recipe or the entry's shape changes: old entries are then never read."""
 
 OPEN_SCOPE = "open"
@@ -50,18 +53,20 @@ NON_SEMANTIC_FIELDS = frozenset(
 change only the framing (a hit replays either way); ``model``, ``route`` and ``flashsight``
 only force the route, which is in the key itself; ``user`` is an end-user tag."""
 
-STORED_FINISH_REASONS = frozenset({"stop", "length"})
+STORED_FINISH_REASONS = frozenset({"stop", "length", "tool_calls"})
 
 
 @dataclass(frozen=True, slots=True)
 class CachedAnswer:
-    """What a hit replays: the answer's text, how it ended, and the models that wrote it."""
+    """What a hit replays: the answer's text or tool calls, how it ended, and the models that wrote it."""
 
-    content: str
+    content: str | None
     finish_reason: str
     model: str
     reasoning_content: str | None = None
-    usage: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    """Whole calls, ``{"id", "type", "function": {"name", "arguments"}}``."""
     models: dict[str, str | None] = field(default_factory=dict)
     """``flashsight.models`` of the original answer (vision / reasoner)."""
 
@@ -207,28 +212,10 @@ class AnswerCache:
 
 
 def storable(answer: CachedAnswer | None) -> bool:
-    """A whole answer (not cut by a failure), worth replaying."""
-    return answer is not None and answer.finish_reason in STORED_FINISH_REASONS
-
-
-def from_completion(completion: dict[str, Any], models: dict[str, str | None]) -> CachedAnswer | None:
-    """The cacheable part of an upstream ``chat.completion`` (None: not a single text answer)."""
-    choices = completion.get("choices") or []
-    if len(choices) != 1:
-        return None
-    message = choices[0].get("message") or {}
-    content = message.get("content")
-    if not isinstance(content, str) or message.get("tool_calls"):
-        return None
-    usage = completion.get("usage")
-    return CachedAnswer(
-        content=content,
-        finish_reason=str(choices[0].get("finish_reason") or "stop"),
-        model=str(completion.get("model") or "unknown"),
-        reasoning_content=message.get("reasoning_content"),
-        usage=usage if isinstance(usage, dict) else None,
-        models=models,
-    )
+    """A whole answer (not cut by a failure): text, or the tool calls it ended with."""
+    if answer is None or answer.finish_reason not in STORED_FINISH_REASONS:
+        return False
+    return bool(answer.tool_calls) if answer.finish_reason == "tool_calls" else answer.content is not None
 
 
 def _decode(raw: bytes | str | None) -> CachedAnswer | None:
@@ -236,12 +223,14 @@ def _decode(raw: bytes | str | None) -> CachedAnswer | None:
         return None
     try:
         data = json.loads(raw)
+        content = data["content"]
         return CachedAnswer(
-            content=str(data["content"]),
+            content=None if content is None else str(content),
             finish_reason=str(data["finish_reason"]),
             model=str(data["model"]),
             reasoning_content=data.get("reasoning_content"),
             usage=data.get("usage"),
+            tool_calls=[dict(call) for call in data["tool_calls"]] if data.get("tool_calls") else None,
             models=dict(data.get("models") or {}),
         )
     except (ValueError, KeyError, TypeError):

@@ -71,13 +71,22 @@ class UpstreamClient:
     """Chat completions (plain and streamed) against one upstream, plus its model id and readiness."""
 
     def __init__(
-        self, name: str, base_url: str, session: aiohttp.ClientSession, *, timeouts: UpstreamTimeouts
+        self,
+        name: str,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        *,
+        timeouts: UpstreamTimeouts,
+        calls_tools: bool | None = None,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.session = session
         self.timeouts = timeouts
         self._model_id: str | None = None
+        self._tools_setting = calls_tools
+        """True / False: the operator said; None: ask the upstream's readiness (see :meth:`calls_tools`)."""
+        self._calls_tools: bool | None = calls_tools
         self._readiness = ReadinessProbe(self.base_url, timeout_s=_PROBE_TIMEOUT_S)
 
     @classmethod
@@ -99,7 +108,8 @@ class UpstreamClient:
             first_token_s=first_token_s,
             idle_s=upstreams.stream_idle_timeout_s,
         )
-        return cls(name, url, session, timeouts=timeouts)
+        said = {"auto": None, "on": True, "off": False}[upstreams.vision_tools]
+        return cls(name, url, session, timeouts=timeouts, calls_tools=said if name == "vision" else None)
 
     # --- chat -------------------------------------------------------------------------
 
@@ -162,7 +172,26 @@ class UpstreamClient:
         if isinstance(model_id, str) and model_id and model_id != self._model_id:
             if self._model_id is not None:
                 logger.info("%s now serves model %r (was %r)", self.name, model_id, self._model_id)
+                self._calls_tools = self._tools_setting  # a new model: ask again
             self._model_id = model_id
+
+    async def calls_tools(self) -> bool:
+        """Whether the upstream's model calls tools: the setting, else its ready ``/readyz`` says.
+
+        FlashSight's model services answer ``"calls_tools": true|false`` once the model is
+        loaded; a server that does not say (vLLM's and SGLang's ``/health``) counts as not
+        calling. A ready answer is remembered until the upstream names another model; a
+        not-ready one is not (the next request asks again).
+        """
+        if self._calls_tools is None:
+            status = await self.readiness()
+            if not status["ready"]:
+                return False
+            detail = status.get("detail")
+            self._calls_tools = isinstance(detail, dict) and detail.get("calls_tools") is True
+            verb = "calls" if self._calls_tools else "does not call"
+            logger.info("%s %s tools (its readiness says)", self.name, verb)
+        return self._calls_tools
 
     async def readiness(self) -> dict[str, Any]:
         """``{"ready": bool, ...detail}`` from /readyz, or /health on vLLM / SGLang (never raises)."""
@@ -281,8 +310,9 @@ async def _lines(resp: aiohttp.ClientResponse) -> AsyncIterator[str]:
 
 
 def _has_text(choice: Mapping[str, Any]) -> bool:
+    # A first token: text, thinking (``reasoning`` is vLLM's newer name) or a tool-call piece.
     delta = choice.get("delta") or {}
-    return bool(delta.get("content") or delta.get("reasoning_content"))
+    return any(delta.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls"))
 
 
 def _headers(request_id: str | None) -> dict[str, str]:

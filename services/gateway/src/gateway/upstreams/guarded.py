@@ -107,6 +107,10 @@ class GuardedUpstream:
             self._failed(exc)
             raise
 
+    async def calls_tools(self) -> bool:
+        """Whether the upstream's model calls tools (``GATEWAY_VISION_TOOLS``, else its readiness)."""
+        return await self.client.calls_tools()
+
     async def readiness(self) -> dict[str, Any]:
         """The upstream's own readiness plus this gateway's view of it (the circuit)."""
         return {**await self.client.readiness(), "circuit": self.circuit}
