@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from devkit.screens import as_data_url, photo_like_image
@@ -118,3 +119,49 @@ def test_glm_json_object_through_the_gateway_parses_even_from_random_weights(gat
     response = gateway.post("/v1/chat/completions", json=payload)
     assert response.status_code == 200, response.text
     assert isinstance(json.loads(response.json()["choices"][0]["message"]["content"]), dict)
+
+
+CITY_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string", "maxLength": 12}, "utc": {"type": "boolean"}},
+    "required": ["city", "utc"],
+    "additionalProperties": False,
+}
+CITY_TOOL = {"type": "function", "function": {"name": "get_time", "parameters": CITY_SCHEMA}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_glm_vision_calls_tools_about_the_image_on_the_direct_route(
+    gateway: httpx.Client, stream: bool
+) -> None:
+    # GLM-4.6V calls tools (its /readyz says calls_tools), so a tools request with an image goes
+    # to it directly: the model that sees the image calls, no keyword or caption in between.
+    payload = image_question(stream=stream, max_tokens=256, tools=[CITY_TOOL], tool_choice="required", seed=1)
+    del payload["route"]
+    response = gateway.post("/v1/chat/completions", json=payload)
+    assert response.status_code == 200, response.text
+    if stream:
+        chunks = [
+            json.loads(line.removeprefix("data: "))
+            for line in response.text.splitlines()
+            if line.startswith("data: ") and line != "data: [DONE]"
+        ]
+        pieces = [p for c in chunks for ch in c["choices"] for p in ch["delta"].get("tool_calls") or ()]
+        finish = next(ch["finish_reason"] for c in chunks for ch in c["choices"] if ch.get("finish_reason"))
+        arguments = "".join(
+            (p.get("function") or {}).get("arguments") or "" for p in pieces if p["index"] == 0
+        )
+        name, meta = pieces[0]["function"]["name"], chunks[-1]["flashsight"]
+    else:
+        body = response.json()
+        (call, *_) = body["choices"][0]["message"]["tool_calls"]
+        finish, name, arguments = (
+            body["choices"][0]["finish_reason"],
+            call["function"]["name"],
+            call["function"]["arguments"],
+        )
+        meta = body["flashsight"]
+    assert (meta["route"], meta["route_reason"]) == ("direct", "tools")
+    assert meta["models"]["vision"] == GLM46V_TINY and meta["models"]["reasoner"] is None
+    assert finish == "tool_calls" and name == "get_time"
+    jsonschema.validate(json.loads(arguments), CITY_SCHEMA)  # random weights, valid by the grammar
