@@ -149,6 +149,8 @@ def test_ask_about_a_screenshot_direct_then_cascade(page: Page, tmp_path: Path) 
     expect(route).to_contain_text("cascade")
     expect(route).to_contain_text("为什么")
     expect(second.locator('[data-badge="cache"]')).to_contain_text("未命中")  # first caption of this image
+    # no temperature or seed: not deterministic, so the exact answer cache is not looked up
+    expect(second.locator('[data-badge="answer-cache"]')).to_contain_text("跳过")
     expect(second.locator('[data-badge="models"]')).to_contain_text("ocr-lite")
     expect(second.locator('[data-badge="models"]')).to_contain_text("reasoner")
     expect(second.locator('[data-badge="timings"]')).to_contain_text("推理")
@@ -209,3 +211,46 @@ def test_errors_show_the_api_message_and_the_page_fits_a_phone(page: Page, tmp_p
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, control
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "web_page_phone.png"), full_page=True)
+
+
+def sse(*chunks: dict[str, object]) -> str:
+    """An SSE body: one ``data:`` event per chunk, then ``[DONE]``."""
+    events = [f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n" for chunk in chunks]
+    return "".join(events) + "data: [DONE]\n\n"
+
+
+def test_an_answer_cache_hit_is_shown_on_the_answer(page: Page, tmp_path: Path) -> None:
+    # A replayed answer, as the gateway streams one (gateway.answer.responses.cached_stream):
+    # which badge the page draws from ``flashsight.answer_cache`` is what this checks.
+    meta = {
+        "route": "direct", "route_reason": "default", "caption_cache": None, "answer_cache": "hit",
+        "degraded": False, "models": {"vision": "ocr-lite", "reasoner": None},
+        "timings_ms": {"admission": 3.0, "total": 4.0}, "request_id": "req-replayed",
+    }
+    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": "ocr-lite"}
+    body = sse(
+        {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": "订单号 42"}}]},
+        {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "flashsight": meta},
+    )
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "X-FlashSight-Route": "direct",
+                     "X-FlashSight-Answer-Cache": "hit"},
+            body=body,
+        ),
+    )
+    image = tmp_path / "order.png"
+    image.write_bytes(order_screenshot())
+    page.set_input_files("#file-input", str(image))
+    page.fill("#question", "订单号是多少?")
+    page.click("#send")
+    answer = wait_for_answer(page, 0)
+    badge = answer.locator('[data-badge="answer-cache"]')
+    expect(badge).to_have_text("答案缓存 命中")
+    expect(badge).to_have_class(re.compile(r"\bcache-hit\b"))
+    expect(answer.locator('[data-badge="cache"]')).to_contain_text("无")  # no caption step on a replay
+    page.click("#lang-toggle")  # badges on screen follow the language
+    expect(badge).to_have_text("answer cache hit")
+    page.unroute("**/v1/chat/completions")

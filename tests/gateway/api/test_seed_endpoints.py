@@ -35,6 +35,34 @@ async def test_infer_cascade_has_no_confidence(client: httpx.AsyncClient) -> Non
     assert body["route"] == "cascade" and body["model"] == REASONER_MODEL and body["confidence"] is None
 
 
+async def test_seed_endpoints_bypass_the_answer_cache(
+    make_settings: Callable[..., GatewaySettings], vision: StubUpstream, reasoner: StubUpstream
+) -> None:
+    # The cache is on and the same question is asked twice on each endpoint: every answer
+    # comes from a model call and says bypass (docs/operations.md: seed endpoints bypass).
+    image, question = unique_png(), "订单号是多少?"
+    async with gateway_client(make_settings(answer_cache=True)) as client:
+        calls_before = len(vision.chat_requests()) + len(reasoner.chat_requests())
+        for _ in range(2):
+            infer = await client.post("/infer", json={"image_url": data_url(image), "prompt": question})
+            upload = {"image": ("a.png", image, "image/png")}
+            chat = await client.post("/chat", files=upload, data={"text": question})
+            multimodal = await client.post(
+                "/v1/multimodal/completion", files=upload, data={"prompt": question}
+            )
+            for resp in (infer, chat, multimodal):
+                assert resp.status_code == 200, resp.text
+                assert resp.json()["flashsight"]["answer_cache"] == "bypass"
+        assert len(vision.chat_requests()) + len(reasoner.chat_requests()) - calls_before == 6
+        # the chat API on the same app does cache: the bypass is the seed endpoints', not the setup's
+        ask = {"model": "direct", "temperature": 0, "messages": [
+            {"role": "user", "content": [{"type": "text", "text": question},
+                                         {"type": "image_url", "image_url": {"url": data_url(image)}}]}]}
+        first = (await client.post("/v1/chat/completions", json=ask)).json()["flashsight"]["answer_cache"]
+        second = (await client.post("/v1/chat/completions", json=ask)).json()["flashsight"]["answer_cache"]
+        assert (first, second) == ("miss", "hit")
+
+
 async def test_infer_missing_field_is_400(client: httpx.AsyncClient) -> None:
     resp = await client.post("/infer", json={"prompt": "x"})
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "image_url"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 from gateway.api.web import ACCEPTED_MIME_TYPES
 from gateway.config import GatewaySettings
 from gateway.images.normalise import ACCEPTED_FORMATS
+from gateway.schemas import AnswerCacheStatus
 
 from tests.gateway.conftest import gateway_client
 
@@ -44,6 +45,18 @@ async def test_the_page_talks_to_the_public_api(client: httpx.AsyncClient) -> No
     assert "getReader()" in script  # streamed through fetch + ReadableStream, not EventSource
     for text in ("订单号是多少?", "Copy as curl", "复制 curl 命令"):  # both languages ship
         assert text in script
+
+
+async def test_the_page_badges_every_answer_cache_outcome(client: httpx.AsyncClient) -> None:
+    # The page draws a badge from flashsight.answer_cache (the browser test sees it drawn);
+    # every value the gateway can send has a label in both languages.
+    script = (await client.get("/static/app.js")).text
+    assert "meta.answer_cache" in script and 'badge("answer-cache"' in script
+    labels = re.findall(r"answer_cache_values: \{([^}]*)\}", script)
+    assert len(labels) == 2  # en and zh
+    for outcome in get_args(AnswerCacheStatus):
+        for table in labels:
+            assert re.search(rf"\b{outcome}: \"[^\"]+\"", table), (outcome, table)
 
 
 async def test_config_tells_the_page_the_server_limits(make_settings: Callable[..., GatewaySettings]) -> None:

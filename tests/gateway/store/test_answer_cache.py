@@ -107,6 +107,14 @@ def test_tool_history_changes_the_key() -> None:
     assert key_of(request(messages=turns("paid"))) != key_of(request(messages=turns("unpaid")))
 
 
+def test_both_spellings_of_the_token_limit_share_an_entry() -> None:
+    # The SDK's callers send max_tokens, LangChain's ChatOpenAI max_completion_tokens.
+    assert key_of(request(max_tokens=32)) == key_of(request(max_completion_tokens=32))
+    assert key_of(request(max_tokens=32)) != key_of(request(max_completion_tokens=33))
+    # both sent: the stages apply max_completion_tokens, and so does the key
+    assert key_of(request(max_tokens=99, max_completion_tokens=32)) == key_of(request(max_tokens=32))
+
+
 def test_seeded_requests_differ_by_temperature() -> None:
     assert key_of(request(seed=1, temperature=0.7)) != key_of(request(seed=1, temperature=0.8))
 

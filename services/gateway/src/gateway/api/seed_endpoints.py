@@ -9,6 +9,11 @@ and so do the text cap, the request deadline and load shedding (each is counted 
 flight; under overload its answer is capped, greedy, or the holding reply, flagged in
 ``flashsight``). ``/caption`` goes through :meth:`~gateway.answer.service.AnswerService.caption_upload`.
 
+The exact answer cache is bypassed (``flashsight.answer_cache``: ``bypass``, as
+docs/operations.md says): the seed shapes carry no ``temperature`` or ``seed``, so their
+answers are sampled, not deterministic, and no ``Cache-Control`` to opt out with; they run
+without a cache scope, which the cache never looks up or stores under.
+
 ``/caption`` is counted in flight but never shed: its vision request is the gateway's own
 caption prompt (no caller ``max_tokens`` or temperature to cut), and a holding reply in
 ``caption`` would read as the image's caption, with no ``flashsight`` to flag it.
@@ -50,7 +55,10 @@ async def _ask(
     if image_url:
         content.insert(0, {"type": "image_url", "image_url": {"url": image_url}})
     request = GatewayChatRequest.model_validate({"messages": [{"role": "user", "content": content}]})
-    answered = await service.answer(request, request_id=request_id, header_route=header_route)
+    # cache_scope=None: the answer cache is bypassed (see the module docstring)
+    answered = await service.answer(
+        request, request_id=request_id, header_route=header_route, cache_scope=None
+    )
     assert answered.completion is not None  # the request asked for no stream
     return answered.completion
 

@@ -43,12 +43,14 @@ const TEXT = {
     b_route: "route",
     b_keyword: "keyword",
     b_cache: "caption cache",
+    b_answer_cache: "answer cache",
     b_degraded: "degraded",
     b_not_degraded: "not degraded",
     b_models: "models",
     b_timings: "timings",
     b_request: "request id",
     cache_values: { hit: "hit", miss: "miss", partial: "partial", unavailable: "unavailable", none: "n/a" },
+    answer_cache_values: { hit: "hit", miss: "miss", bypass: "bypass (not looked up)", unavailable: "unavailable", none: "n/a" },
     stages: { admission: "admission", caption: "caption", vision: "vision", reasoner: "reasoner", total: "total" },
   },
   zh: {
@@ -91,12 +93,14 @@ const TEXT = {
     b_route: "路由",
     b_keyword: "关键词",
     b_cache: "描述缓存",
+    b_answer_cache: "答案缓存",
     b_degraded: "已降级",
     b_not_degraded: "未降级",
     b_models: "模型",
     b_timings: "耗时",
     b_request: "请求 ID",
     cache_values: { hit: "命中", miss: "未命中", partial: "部分命中", unavailable: "不可用", none: "无" },
+    answer_cache_values: { hit: "命中", miss: "未命中", bypass: "跳过（未查询）", unavailable: "不可用", none: "无" },
     stages: { admission: "接入", caption: "描述", vision: "视觉", reasoner: "推理", total: "总计" },
   },
 };
@@ -408,6 +412,10 @@ function renderBadges(bubble, meta) {
   if (meta.partial) return;
   const cache = meta.caption_cache || "none";
   box.append(badge("cache", `cache-${cache}`, t("b_cache"), t("cache_values")[cache] || cache));
+  // the exact answer cache: a hit was replayed without calling a model (see docs/api.md)
+  const answerCache = meta.answer_cache || "none";
+  box.append(badge("answer-cache", `cache-${answerCache}`, t("b_answer_cache"),
+    t("answer_cache_values")[answerCache] || answerCache));
   box.append(meta.degraded
     ? badge("degraded", "degraded-yes", t("b_degraded"), meta.degraded_reason || "")
     : badge("degraded", "degraded-no", t("b_not_degraded"), ""));

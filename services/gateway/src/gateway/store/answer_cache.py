@@ -99,8 +99,18 @@ def cache_directives(header: str | None) -> frozenset[str]:
 
 
 def request_fields(request: GatewayChatRequest) -> dict[str, Any]:
-    """The caller's fields that shape the answer (everything but :data:`NON_SEMANTIC_FIELDS`)."""
-    return request.model_dump(mode="json", exclude_none=True, exclude=set(NON_SEMANTIC_FIELDS))
+    """The caller's fields that shape the answer (everything but :data:`NON_SEMANTIC_FIELDS`).
+
+    ``max_tokens`` and ``max_completion_tokens`` are two spellings of one limit (the SDK's
+    callers send the first, LangChain's ``ChatOpenAI`` the second): the key holds the limit
+    the stages apply, as ``max_tokens``, so both spellings of one question share an entry.
+    """
+    fields = request.model_dump(
+        mode="json", exclude_none=True, exclude={*NON_SEMANTIC_FIELDS, "max_completion_tokens"}
+    )
+    if request.max_tokens is not None or request.max_completion_tokens is not None:
+        fields["max_tokens"] = request.token_limit()
+    return fields
 
 
 def digest_messages(request: GatewayChatRequest, images: list[NormalisedImage]) -> list[dict[str, Any]]:
