@@ -133,7 +133,8 @@ class JoiningSink(RecordingSink):
 
 
 def load(path: Path, **settings: Any) -> GlmBackend:
-    backend = GlmBackend(VisionSettings(backend="glm", model=str(path), device="cpu", **settings))
+    options: dict[str, Any] = {"backend": "glm", "model": str(path), "device": "cpu", **settings}
+    backend = GlmBackend(VisionSettings(**options))
     backend.load()
     backend.warmup()
     return backend
