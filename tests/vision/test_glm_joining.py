@@ -25,6 +25,7 @@ from flashsight_common.toolcalls import FunctionDefinition
 from modelserver import decoding
 from modelserver.backend import GenerationRequest, SamplingParams
 from modelserver.engine import Engine, Finished, TextDelta
+from modelserver.errors import InvalidRequestError
 from modelserver.tools.request import ToolRequest
 from PIL import Image
 from vision import mrope
@@ -288,3 +289,21 @@ async def test_joiners_stream_and_cancel_through_the_engine(
             content, usage["completion_tokens"], usage["prompt_tokens"]
         ), name
     assert len(first_pieces) > 20  # the long answer streamed in many pieces, beside the joiners
+
+
+def test_a_joiner_whose_image_does_not_fit_a_static_row_is_refused_alone(
+    backends: dict[str, GlmBackend], token_ids: dict[int, list[int]]
+) -> None:
+    # The static cache's rows are 512 tokens here; an 800×600 image is ~610 tokens. It is
+    # refused as a 400 naming the context (never an out-of-memory, never a broken batch),
+    # and the row it tried to join decodes on as it would alone.
+    backend = backends["static"]
+    huge = ask(noise(800, 600, 9), "What?", max_tokens=8)
+    expected = alone(backend, "static", "small", token_ids)[0]
+    token_ids.clear()
+    sink = JoiningSink(2, {2: [huge]})
+    backend.generate([REQUESTS["small"]], sink)
+    assert set(sink.failed) == {1} and set(sink.finished) == {0}
+    error = sink.failed[1]
+    assert isinstance(error, InvalidRequestError) and error.code == "context_length_exceeded", error
+    assert token_ids[0] == expected
