@@ -22,7 +22,11 @@ def glm_path() -> Path:
 
 
 def greedy_with_kv_cache(model: MropeModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The shape of the shared decode loop: one prefill with the images, then 1-token steps."""
+    """The shape of the shared decode loop: one prefill with the images, then 1-token steps.
+
+    Like the loop, it keeps each row's next position itself: the real tokens counted so far
+    plus the row's offset from the prefill output (``rope_deltas``).
+    """
     mask = inputs["attention_mask"]
     cache = DynamicCache(config=model.config)
     out = model(
@@ -33,12 +37,20 @@ def greedy_with_kv_cache(model: MropeModel, inputs: dict[str, torch.Tensor]) -> 
         pixel_values=inputs["pixel_values"],
         image_grid_thw=inputs["image_grid_thw"],
     )
+    position = mask.sum(dim=1, keepdim=True) + out.rope_deltas
     tokens = []
     for _ in range(STEPS):
         token = out.logits[:, -1].argmax(-1, keepdim=True)
         tokens.append(token)
         mask = torch.cat([mask, torch.ones_like(token)], dim=1)
-        out = model(token, attention_mask=mask, past_key_values=out.past_key_values, use_cache=True)
+        out = model(
+            token,
+            attention_mask=mask,
+            past_key_values=out.past_key_values,
+            position_ids=position,
+            use_cache=True,
+        )
+        position = position + 1
     return torch.cat(tokens, dim=1)
 
 
@@ -71,8 +83,14 @@ def test_left_padded_batch_of_two_images_matches_generate(glm_path: Path) -> Non
         assert row_got[:end] == row_expected[:end]
 
 
-def test_select_rows_keeps_offsets_aligned(glm_path: Path) -> None:
-    wrapper = MropeModel(AutoModelForImageTextToText.from_pretrained(glm_path))
-    wrapper._deltas = torch.tensor([[5], [7], [9]])
-    wrapper.select_rows([0, 2])
-    assert wrapper._deltas.flatten().tolist() == [5, 9]
+def test_the_wrapper_keeps_no_batch_state_and_refuses_a_step_without_positions(glm_path: Path) -> None:
+    # Rows join, leave and move between slots in the loop: an offset kept on the wrapper
+    # for "the batch" would be wrong for them. Each offset lives in its row's position.
+    wrapper = MropeModel(AutoModelForImageTextToText.from_pretrained(glm_path).eval())
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        out = wrapper(ids, attention_mask=torch.ones_like(ids), use_cache=True)
+        assert out.rope_deltas.tolist() == [[0]]  # text only: positions equal the token count
+        assert not hasattr(wrapper, "select_rows") and not hasattr(wrapper, "_deltas")
+        with pytest.raises(ValueError, match="position_ids"):
+            wrapper(ids[:, :1], past_key_values=out.past_key_values, use_cache=True)

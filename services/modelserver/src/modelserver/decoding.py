@@ -16,6 +16,8 @@
    meanwhile are prefilled on their own and merged into the running batch
    (:mod:`modelserver.kv_batch`), so a request never waits for a whole batch to end.
    Needs a plain dynamic KV cache and no per-row model state; otherwise nobody joins.
+   A joining row with its own ``extra_inputs`` (vision: its image's ``pixel_values``) is
+   prefilled alone with them; the others that join at that step are prefilled together.
 
 5. **Static cache** (optional ``static_kv``, the GPU fast path): the rows live in a
    preallocated cache (:mod:`modelserver.static_kv`) whose step may be a CUDA graph
@@ -35,9 +37,12 @@ token (EOS included, as vLLM counts it).
 
 The model is called as ``model(input_ids=..., attention_mask=..., position_ids=...,
 past_key_values=..., use_cache=True, logits_to_keep=1, **extra)``; ``extra_inputs``
-(e.g. ``pixel_values``) go to the prefill call only. A model wrapper that keeps per-row
-state (vision's M-RoPE offsets) may define ``select_rows(keep)``; it is called whenever
-the loop drops rows.
+(e.g. ``pixel_values``) go to the prefill call only. A prefill output may carry
+``rope_deltas`` ``(rows, 1)`` (M-RoPE models: vision's GLM-4V wrapper): each row's next
+position is shifted by its delta once, and from then on travels with the row like any
+position, so such a model joins running batches and uses the static cache like any other.
+A model wrapper that keeps per-row state may define ``select_rows(keep)``; it is called
+whenever the loop drops rows (and such a model never takes joiners).
 
 Structured output: ``constraints`` gives each row an optional :class:`LogitsConstraint`
 (built by :mod:`modelserver.structured` from ``response_format``). It masks that row's
@@ -102,6 +107,8 @@ class JoiningRow:
     prompt: Sequence[int]
     params: SamplingParams
     constraint: LogitsConstraint | None = None
+    extra_inputs: Mapping[str, Any] | None = None
+    """Prefill-only model inputs of this row alone (e.g. its images); such a row is prefilled on its own."""
 
 
 Joiner = Callable[[int], Sequence[JoiningRow]]
@@ -339,8 +346,9 @@ class _Decoder:
                     tokens = tokens[torch.tensor(keep, dtype=torch.long, device=self.device)]
                 if batch.active:
                     self._step(batch, tokens)
-            if joinable and (joined := self._join(len(batch.active))):
-                batch.merge(self._prefill(joined, {}))
+            if joinable:
+                for joined, inputs in self._join(len(batch.active)):
+                    batch.merge(self._prefill(joined, inputs))
 
     def _prefill(self, rows: list[int], extra: Mapping[str, Any]) -> RunningBatch:
         """One forward pass over ``rows``' prompts (left-padded): their state for decoding."""
@@ -355,12 +363,16 @@ class _Decoder:
             **extra,
         )
         params = [self.rows[i].params for i in rows]
+        next_position = position_ids[:, -1:] + 1
+        deltas = getattr(out, "rope_deltas", None)
+        if deltas is not None:  # M-RoPE: after an image a row's positions run off its token count
+            next_position = next_position + deltas.to(next_position.device, next_position.dtype)
         return RunningBatch(
             active=list(rows),
             logits=out.logits[:, -1, :],
             cache=out.past_key_values,
             attention_mask=attention_mask,
-            next_position=position_ids[:, -1:] + 1,
+            next_position=next_position,
             temperature=torch.tensor(
                 [max(p.temperature, 0.0) for p in params], dtype=torch.float32, device=self.device
             ),
@@ -385,11 +397,24 @@ class _Decoder:
         batch.next_position = batch.next_position + 1
         batch.logits = out.logits[:, -1, :]
 
-    def _join(self, running: int) -> list[int]:
-        """Requests that join at this step boundary (their indices), admitted like the first ones."""
+    def _join(self, running: int) -> list[tuple[list[int], Mapping[str, Any]]]:
+        """Requests that join at this step boundary, admitted like the first ones, by prefill group.
+
+        Rows without ``extra_inputs`` share one prefill; a row with them is prefilled alone.
+        """
         assert self.join is not None
-        joined = [self._add_row(row.prompt, row.params, row.constraint) for row in self.join(running)]
-        return self._admit(joined) if joined else []
+        plain: list[int] = []
+        groups: list[tuple[list[int], Mapping[str, Any]]] = []
+        for row in self.join(running):
+            index = self._add_row(row.prompt, row.params, row.constraint)
+            if not row.extra_inputs:
+                plain.append(index)
+            elif self._admit([index]):
+                extra = {key: _to_device(value, self.device) for key, value in row.extra_inputs.items()}
+                groups.append(([index], extra))
+        if plain and (admitted := self._admit(plain)):
+            groups.insert(0, (admitted, {}))
+        return groups
 
     def _constrain(self, logits: torch.Tensor, active: list[int]) -> None:
         """Let each constrained row mask its own logits (a no-op when no row has a constraint)."""

@@ -2,12 +2,22 @@
 
 GLM-4V places image tokens on a (temporal, height, width) grid of rotary positions, so
 after an image the text positions no longer equal the token count: each row carries an
-offset (``rope_delta``). ``generate()`` handles that through model-specific hooks; the
-shared decode loop (``modelserver.decoding``) is model-agnostic and just calls the model.
-:class:`MropeModel` wraps the model for it: at prefill it marks the image tokens
-(``mm_token_type_ids``, computed from ``input_ids`` so any padding layout is right),
-computes the 3-D positions and remembers each row's offset; at every decode step it
-turns the loop's plain text positions into the shifted 3-D ones.
+offset (``rope_delta``, usually negative: an image of h × w tokens advances the positions
+by max(h, w) only). ``generate()`` keeps those offsets on the model, one tensor per batch;
+the shared decode loop (``modelserver.decoding``) keeps rows joining and leaving a running
+batch, so the offset must live with each row instead.
+
+:class:`MropeModel` wraps the model for the loop and holds no state between calls:
+
+* **prefill** (no cache yet): it marks the image tokens (``mm_token_type_ids``, computed
+  from ``input_ids`` so any padding layout is right), computes the 3-D positions, and
+  returns each row's offset on the output as ``rope_deltas`` ``(rows, 1)``. The loop adds
+  it to the row's next position once; from then on the row's own position already is the
+  shifted one, and it travels with the row when rows leave, join or move between slots.
+* **decode**: the loop's ``position_ids`` ``(rows, 1)`` are passed through; the text model
+  uses the same value for the three rotary sections (what ``generate()`` computes too).
+  Nothing here depends on the batch, so a decode step can run in a static KV cache and be
+  captured in a CUDA graph (:mod:`modelserver.cuda_graphs`).
 """
 
 from __future__ import annotations
@@ -18,12 +28,11 @@ import torch
 
 
 class MropeModel:
-    """Callable stand-in for a GLM-4V model that supplies M-RoPE ``position_ids``."""
+    """Callable stand-in for a GLM-4V model: 3-D positions at prefill, per-row offsets on the output."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.image_token_id: int = model.config.image_token_id
-        self._deltas: torch.Tensor | None = None
 
     def __getattr__(self, name: str) -> Any:
         # config, device, dtype, generation_config ...: the decode loop sees the real model.
@@ -37,63 +46,55 @@ class MropeModel:
         position_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
-        if attention_mask is None:
-            attention_mask = torch.ones(
-                input_ids.shape[0],
-                _past_length(past_key_values) + input_ids.shape[1],
-                dtype=torch.long,
-                device=input_ids.device,
+        if not _is_prefill(past_key_values):
+            if position_ids is None:
+                raise ValueError(
+                    "a decode step needs position_ids: each row's text position plus its rope delta "
+                    "(the prefill's output.rope_deltas)"
+                )
+            return self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                past_key_values=past_key_values,
+                position_ids=position_ids,
+                **kwargs,
             )
-        # Text positions count real (unpadded) tokens, so left padding is ignored.
-        text_positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -input_ids.shape[1] :]
-        if _past_length(past_key_values) == 0:
-            positions = self._prefill_positions(input_ids, attention_mask, text_positions, kwargs)
-        else:
-            positions = self._decode_positions(text_positions)
-        return self.model(
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        positions, deltas = self._prefill_positions(input_ids, attention_mask, kwargs)
+        out = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             past_key_values=past_key_values,
             position_ids=positions,
             **kwargs,
         )
-
-    def select_rows(self, keep: torch.Tensor | list[int]) -> None:
-        """The decode loop dropped rows from its batch (and KV cache): keep their offsets aligned."""
-        if self._deltas is not None:
-            index = torch.as_tensor(keep, dtype=torch.long, device=self._deltas.device)
-            self._deltas = self._deltas.index_select(0, index)
+        out.rope_deltas = deltas
+        return out
 
     def _prefill_positions(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        text_positions: torch.Tensor,
-        kwargs: dict[str, Any],
-    ) -> torch.Tensor:
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, kwargs: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prefill's ``(3, rows, length)`` positions and each row's offset ``(rows, 1)``."""
         grid = kwargs.get("image_grid_thw")
         mm_types = (input_ids == self.image_token_id).to(torch.int32)
         if grid is None or not bool(mm_types.any()):
             kwargs.pop("mm_token_type_ids", None)
-            self._deltas = torch.zeros(input_ids.shape[0], 1, dtype=torch.long, device=input_ids.device)
-            return text_positions.unsqueeze(0).expand(3, -1, -1)
+            # Text positions count real (unpadded) tokens, so left padding is ignored.
+            text = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            deltas = torch.zeros(input_ids.shape[0], 1, dtype=torch.long, device=input_ids.device)
+            return text.unsqueeze(0).expand(3, -1, -1), deltas
         kwargs["mm_token_type_ids"] = mm_types
         positions, deltas = self.model.model.get_rope_index(
             input_ids, mm_token_type_ids=mm_types, image_grid_thw=grid, attention_mask=attention_mask
         )
-        self._deltas = deltas.to(input_ids.device)
-        return positions
-
-    def _decode_positions(self, text_positions: torch.Tensor) -> torch.Tensor:
-        if self._deltas is None or self._deltas.shape[0] != text_positions.shape[0]:
-            raise RuntimeError(
-                "M-RoPE offsets do not match the decode batch: the decode loop changed the batch "
-                "without calling select_rows()"
-            )
-        return (text_positions + self._deltas).unsqueeze(0).expand(3, -1, -1)
+        return positions, deltas.to(device=input_ids.device, dtype=torch.long).reshape(-1, 1)
 
 
-def _past_length(past_key_values: Any) -> int:
+def _is_prefill(past_key_values: Any) -> bool:
+    """No cache yet, or an empty transformers cache (the static cache's views are never empty)."""
     if past_key_values is None:
-        return 0
-    return int(past_key_values.get_seq_length())
+        return True
+    from transformers.cache_utils import Cache
+
+    return isinstance(past_key_values, Cache) and past_key_values.get_seq_length() == 0

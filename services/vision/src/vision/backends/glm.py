@@ -35,6 +35,14 @@ turns. A checkpoint whose template has no tools refuses requests with tools (400
 
 Decoding runs in the shared batched loop (:mod:`modelserver.decoding`): one batched
 prefill with each row's images, then KV-cache decode steps streaming text per row.
+Requests that arrive meanwhile join the running batch between two steps (continuous
+batching): each is prefilled alone with its own images, and its M-RoPE offset travels
+with its position (:mod:`vision.mrope`), so it decodes exactly as it would alone.
+
+GPU fast path: on CUDA the rows decode in a static KV cache of ``VISION_MAX_BATCH_SIZE``
+slots whose step is captured in CUDA graphs (:mod:`modelserver.cuda_graphs`; settings
+``VISION_STATIC_KV``, ``VISION_CUDA_GRAPHS``, ``VISION_KV_CACHE_GIB``,
+``VISION_KV_CACHE_MAX_LEN``), as the reasoner does; the CPU keeps the dynamic cache.
 """
 
 from __future__ import annotations
@@ -42,9 +50,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from flashsight_common.schemas import ChatMessage, ImagePart, TextPart
@@ -63,9 +70,13 @@ from PIL import Image
 
 from vision.config import VisionSettings
 from vision.glm_processor import load_processor
+from vision.glm_rows import PreparedRow, SplittingSink, batch_image_inputs, joining_row
 from vision.model_loading import ModelLoadError, check_model_source, load_config
 from vision.mrope import MropeModel
-from vision.thinking import ThinkingSplitter, prompt_opens_thinking
+from vision.thinking import prompt_opens_thinking
+
+if TYPE_CHECKING:
+    from modelserver.decoding import JoiningRow
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +97,6 @@ MODEL_CLASSES: dict[str, str] = {
 }
 
 
-@dataclass(slots=True)
-class PreparedRow:
-    """One request turned into model inputs."""
-
-    position: int
-    """Index of the request in the batch the engine handed over."""
-    input_ids: list[int]
-    pixel_values: torch.Tensor | None
-    image_grid_thw: torch.Tensor | None
-    starts_in_reasoning: bool
-
-
 class GlmBackend:
     """GLM-4.6V-Flash (and other image-text-to-text checkpoints) served through transformers."""
 
@@ -109,6 +108,9 @@ class GlmBackend:
         self.device = torch.device("cpu")
         self.dtype = torch.float32
         self._decoder_model: Any = None
+        self.max_context: int | None = None
+        self.static_kv: Any = None
+        """The GPU fast path (:mod:`modelserver.cuda_graphs`); None: the dynamic-cache path."""
         self._control_tokens: frozenset[str] = frozenset()
         self._defuse: Callable[[str], str] = str  # the tokenizer's ControlTokenDefuser once loaded
         self.structured: Any = None
@@ -175,6 +177,10 @@ class GlmBackend:
             # the decode loop's plain positions as they are.
             MropeModel(self.model) if config.model_type in MODEL_CLASSES else self.model
         )
+        self.max_context = context_length(config)
+        from modelserver.cuda_graphs import prepare_static_kv
+
+        self.static_kv = prepare_static_kv(self._decoder_model, self.settings, context=self.max_context)
         log.info("glm: loaded %s in %.1f s", self.model_id, time.perf_counter() - started)
 
     def warmup(self) -> None:
@@ -194,7 +200,15 @@ class GlmBackend:
             ],
             sampling=SamplingParams(max_tokens=2, temperature=0.0),
         )
-        self.generate([request], DiscardSink())
+        try:
+            self.generate([request], DiscardSink())
+        except Exception:
+            if self.static_kv is None:
+                raise
+            # The fast path must never cost the service: decode as before (dynamic cache).
+            log.exception("glm: the static KV cache failed its warm-up decode: back to the dynamic cache")
+            self.static_kv = None
+            self.generate([request], DiscardSink())
 
     def check_request(self, request: GenerationRequest) -> None:
         """Refuse before queueing a ``response_format`` or tools that cannot be enforced (400 naming why)."""
@@ -210,34 +224,54 @@ class GlmBackend:
     # -- generation -----------------------------------------------------------------------
 
     def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
-        rows: list[PreparedRow] = []
-        constraints = []
-        for position, request in enumerate(batch):
-            try:
-                row = self._prepare(position, request)
-                constraint = self._constraint(request)
-            except Exception as exc:  # one unreadable image fails its own request only
-                sink.fail(position, exc)
-                continue
-            rows.append(row)
-            constraints.append(constraint)
-        if not rows:
-            return
         from modelserver.decoding import decode_batch
 
-        splitting = SplittingSink(sink, rows, drop=self._control_tokens)
+        splitting = SplittingSink(sink, drop=self._control_tokens)
+        rows = self._prepare_rows(batch, sink, splitting, first=0)
+        if not rows:
+            return
+        admit = getattr(sink, "admit", None)
+        seen = len(batch)
+
+        def join(running: int) -> list[JoiningRow]:
+            # Requests queued meanwhile join this batch between two decode steps, each
+            # prefilled alone with its own images.
+            nonlocal seen
+            requests = admit(running) if admit is not None else []
+            joined = self._prepare_rows(requests, sink, splitting, first=seen)
+            seen += len(requests)
+            return [joining_row(row, device=self.device, dtype=self.dtype) for row in joined]
+
         decode_batch(
             self._decoder_model,
             self.processor.tokenizer,
             [row.input_ids for row in rows],
-            [batch[row.position].sampling for row in rows],
+            [row.params for row in rows],
             splitting,
             extra_inputs=batch_image_inputs(rows, device=self.device, dtype=self.dtype),
             # Kept so <think>/box tags survive even where the tokenizer marks them special;
             # SplittingSink interprets them and drops the other control tokens.
             skip_special_tokens=False,
-            constraints=constraints,
+            max_context=self.max_context,
+            constraints=[row.constraint for row in rows],
+            join=join if admit is not None else None,
+            static_kv=self.static_kv,
         )
+
+    def _prepare_rows(
+        self, requests: Sequence[GenerationRequest], sink: BatchSink, splitting: SplittingSink, *, first: int
+    ) -> list[PreparedRow]:
+        """Model inputs of ``requests`` (sink positions from ``first``); a bad one fails alone."""
+        rows = []
+        for position, request in enumerate(requests, start=first):
+            try:
+                row = self._prepare(position, request)
+            except Exception as exc:  # one unreadable image fails its own request only
+                sink.fail(position, exc)
+                continue
+            rows.append(row)
+            splitting.add(row)
+        return rows
 
     def _prepare(self, position: int, request: GenerationRequest) -> PreparedRow:
         conversation, images = to_template_messages(request.messages, defuse=self._defuse)
@@ -263,33 +297,9 @@ class GlmBackend:
             pixel_values=encoded.get("pixel_values") if images else None,
             image_grid_thw=encoded.get("image_grid_thw") if images else None,
             starts_in_reasoning=prompt_opens_thinking(prompt),
+            params=request.sampling,
+            constraint=self._constraint(request),
         )
-
-
-class SplittingSink:
-    """Routes ``<think>`` text to reasoning and strips box markers, per row, before the real sink."""
-
-    def __init__(
-        self, sink: BatchSink, rows: Sequence[PreparedRow], *, drop: frozenset[str] = frozenset()
-    ) -> None:
-        self._sink = sink
-        self._positions = [row.position for row in rows]
-        self._splitters = [ThinkingSplitter(in_reasoning=row.starts_in_reasoning, drop=drop) for row in rows]
-
-    def emit(self, index: int, text: str, *, reasoning: bool = False) -> None:
-        for segment in self._splitters[index].feed(text):
-            self._sink.emit(self._positions[index], segment.text, reasoning=reasoning or segment.reasoning)
-
-    def finish(self, index: int, **usage: Any) -> None:
-        for segment in self._splitters[index].flush():
-            self._sink.emit(self._positions[index], segment.text, reasoning=segment.reasoning)
-        self._sink.finish(self._positions[index], **usage)
-
-    def fail(self, index: int, error: Exception) -> None:
-        self._sink.fail(self._positions[index], error)
-
-    def is_cancelled(self, index: int) -> bool:
-        return self._sink.is_cancelled(self._positions[index])
 
 
 def to_template_messages(
@@ -319,28 +329,17 @@ def to_template_messages(
     return conversation, images
 
 
-def batch_image_inputs(
-    rows: Sequence[PreparedRow], *, device: torch.device, dtype: torch.dtype
-) -> dict[str, Any]:
-    """Prefill inputs for the rows' images: patches and grids concatenated in row order.
-
-    The model scatters image features into the image tokens in row-major order, and the
-    M-RoPE index walks the grids in the same order, so no per-row bookkeeping is needed.
-    """
-    pixels = [row.pixel_values for row in rows if row.pixel_values is not None]
-    grids = [row.image_grid_thw for row in rows if row.image_grid_thw is not None]
-    if not pixels:
-        return {}
-    return {
-        "pixel_values": torch.cat(pixels).to(device=device, dtype=dtype),
-        "image_grid_thw": torch.cat(grids).to(device=device),
-    }
-
-
 def control_tokens(tokenizer: Any) -> frozenset[str]:
     """The tokenizer's special tokens (never answer text), as strings to drop from the output."""
     special = {token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
     return frozenset(special | set(tokenizer.all_special_tokens))
+
+
+def context_length(config: Any) -> int | None:
+    """Tokens the text model takes (prompt plus answer), from its config; None if it does not say."""
+    text = getattr(config, "text_config", None) or config
+    length = getattr(text, "max_position_embeddings", None)
+    return int(length) if isinstance(length, int) and length > 0 else None
 
 
 def pick_model_class(config: Any) -> Any:
