@@ -263,3 +263,15 @@ def test_native_style_passes_tools_and_structured_calls() -> None:
     assert [t["function"]["name"] for t in kwargs["tools"]] == ["get_weather", "get_time"]
     assert out[2]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
     assert out[3]["role"] == "tool" and out[3]["tool_call_id"] == "c1"
+
+
+@pytest.mark.parametrize("size", [1, 4, 200])
+def test_a_streamed_glm45_call_that_breaks_off_is_text_when_whole(size: int) -> None:
+    # Only without a grammar: a head in GLM-4.5's shape, then no key/value pairs.
+    text = "<tool_call>get_weather\n<arg_key>city</arg_key><arg_value>Paris</arg_value> etc.</tool_call> ok"
+    whole = split_answer(text, GLM45, tools_of())
+    assert whole.tool_calls == [] and whole.content == text
+    writer = ToolDeltaWriter(GLM45, tools_of())
+    deltas = stream(writer, text, size)
+    assert "".join(d.content or "" for d in deltas) == " ok"
+    assert writer.finish_reason("stop") == "stop"

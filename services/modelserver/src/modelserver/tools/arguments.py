@@ -44,6 +44,7 @@ class ArgumentsWriter(Protocol):
     failed: bool
     """The text cannot be arguments; ``rest`` holds it from where it went wrong."""
     rest: str
+    """Once done or failed: the end of the text fed so far that is not part of the arguments."""
 
     def feed(self, text: str) -> str:
         """Take more of the model's text; return the JSON text it adds (may be "")."""

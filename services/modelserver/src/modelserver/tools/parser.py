@@ -162,15 +162,16 @@ class ToolCallParser:
     def _read_arguments(self, out: list[Piece]) -> bool:
         assert self._writer is not None
         fed, self._pending = self._pending, ""
+        self._text += fed
         written = self._writer.feed(fed)
         if written:
             self._arguments += written
             out.append(ArgumentsPiece(self.started - 1, written))
         if self._writer.done or self._writer.failed:
+            # What follows the arguments (a suffix of what the writer took) is read on from here.
             self._pending = self._writer.rest
-            self._text += fed[: len(fed) - len(self._pending)]
+            self._text = self._text[: len(self._text) - len(self._pending)]
             return True
-        self._text += fed
         return False
 
     def _seek_end(self, out: list[Piece]) -> bool:
