@@ -75,6 +75,8 @@ class StubBehaviour:
     """Thinking sent as vLLM 0.3x's ``reasoning`` (not ``reasoning_content``)."""
     calls_tools: bool | None = None
     """What ``/readyz`` says as ``calls_tools`` (None: nothing, as a server that does not say)."""
+    finish_reason: str = "stop"
+    """The finish of a text answer (``length``: as if ``max_tokens`` cut it)."""
 
     def calls_for(self, body: dict[str, Any]) -> list[dict[str, Any]] | None:
         if self.tool_calls and body.get("tools") and body.get("tool_choice") != "none":
@@ -181,7 +183,7 @@ class StubUpstream:
             message["tool_calls"] = calls
         if b.reasoning is not None:
             message["reasoning"] = b.reasoning
-        finish = "tool_calls" if calls else "stop"
+        finish = "tool_calls" if calls else b.finish_reason
         choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish}
         payload: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
@@ -245,7 +247,7 @@ class StubUpstream:
                 await asyncio.sleep(b.piece_delay_s)
             await resp.write(event({"content": piece}))
         extra = {"confidence": b.confidence} if b.confidence is not None else {}
-        await resp.write(event({}, "tool_calls" if calls else "stop", **extra))
+        await resp.write(event({}, "tool_calls" if calls else b.finish_reason, **extra))
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 10, "completion_tokens": len(pieces), "total_tokens": 10 + len(pieces)}
             chunk = {

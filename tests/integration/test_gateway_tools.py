@@ -5,18 +5,21 @@ Real processes: a private Redis, vision (``ocr-lite``, which calls no tools), th
 and the answer cache on. So a tools request with an image takes the cascade (the captions
 into the reasoner, which calls); one without goes to the reasoner. The reasoner is stopped
 by the last tests: a degraded answer never holds an invented call, and a request that must
-call gets a 503.
+call gets a 503. The gateway runs at its default stream deadlines (a 10 s first token):
+streamed calls go out as the reasoner decodes them.
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
 import pytest
+from gateway.answer.repetition import loop_start
 from openai import APIStatusError, OpenAI
 from reasoner.config import ReasonerSettings
 from reasoner.embedded import lookup, prepare
@@ -65,7 +68,6 @@ def stack() -> Iterator[Stack]:
             "GATEWAY_API_KEYS": ",".join(KEYS),
             "GATEWAY_ANSWER_CACHE": "true",
             "GATEWAY_REASONER_TIMEOUT_S": "120",
-            "GATEWAY_REASONER_FIRST_TOKEN_TIMEOUT_S": "90",
         },
         reasoner_env={"REASONER_DEFAULT_MAX_TOKENS": "48"},
     ) as running:
@@ -98,22 +100,81 @@ def test_a_required_call_plain(stack: Stack) -> None:
     assert (answer.model_extra or {}).keys() <= {"flashsight", "confidence"}  # FlashSight's own, no engine's
 
 
-def test_a_named_function_streamed(stack: Stack) -> None:
-    stream = sdk(stack).chat.completions.create(
-        model="auto", messages=[ASK], tools=TOOLS, stream=True, stream_options={"include_usage": True},
-        tool_choice={"type": "function", "function": {"name": "get_time"}},
-        temperature=0.8, seed=2, max_tokens=48,
-    )  # fmt: skip
+def streamed_call(client: OpenAI, **fields: Any) -> tuple[list[Any], str | None, float | None]:
+    """A streamed request's tool-call pieces, its finish reason, and the seconds until the first piece."""
+    started = time.monotonic()
+    stream = client.chat.completions.create(**fields, stream=True)  # returns at the primed head
     pieces: list[Any] = []
     finish = None
+    first: float | None = None
     for chunk in stream:
         for choice in chunk.choices:
             finish = choice.finish_reason or finish
+            if choice.delta.tool_calls and first is None:
+                first = time.monotonic() - started
             pieces += choice.delta.tool_calls or []
+    return pieces, finish, first
+
+
+def test_a_named_function_streamed(stack: Stack) -> None:
+    pieces, finish, _ = streamed_call(
+        sdk(stack), model="auto", messages=[ASK], tools=TOOLS, stream_options={"include_usage": True},
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        temperature=0.8, seed=2, max_tokens=48,
+    )  # fmt: skip
     assert finish == "tool_calls"
     assert pieces[0].function.name == "get_time" and pieces[0].id
-    arguments = "".join(p.function.arguments or "" for p in pieces if p.function)
-    jsonschema.validate(json.loads(arguments), TIME_SCHEMA)
+    fragments = [p.function.arguments for p in pieces[1:] if p.function and p.function.arguments]
+    assert len(fragments) > 1  # the arguments stream as the reasoner decodes them
+    jsonschema.validate(json.loads("".join(fragments)), TIME_SCHEMA)
+
+
+JOKE = {
+    "type": "function",
+    "function": {
+        "name": "Joke",
+        "description": "Joke to tell user.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "setup": {"type": "string", "description": "question to set up a joke"},
+                "punchline": {"type": "string", "description": "answer to resolve the joke"},
+            },
+            "required": ["setup", "punchline"],
+        },
+    },
+}
+JOKE_REQUEST: dict[str, Any] = {
+    "model": "auto", "messages": [{"role": "user", "content": "Tell me a joke about cats."}],
+    "tools": [JOKE], "tool_choice": {"type": "function", "function": {"name": "Joke"}},
+    "temperature": 0, "max_tokens": 128,
+}  # fmt: skip
+
+
+def test_a_forced_call_streams_within_the_default_first_token_deadline(stack: Stack) -> None:
+    # LangChain's standard suite found this one: greedy SmolLM2-135M loops inside the Joke's
+    # setup until max_tokens (~10 s of decoding here), longer than the gateway's first-token
+    # deadline, so a call held back until complete was a 503. Now its head comes first.
+    pieces, finish, first = streamed_call(sdk(stack), **JOKE_REQUEST)
+    assert first is not None and first < 10  # the call's head, before the gateway's default deadline
+    assert pieces[0].function.name == "Joke" and pieces[0].id and pieces[0].function.arguments == ""
+    fragments = [p.function.arguments for p in pieces[1:] if p.function and p.function.arguments]
+    assert len(fragments) > 10 and all(p.index == 0 for p in pieces)
+    # max_tokens cut the call: sent in part, as OpenAI streams it, and said so; keys in the
+    # schema's order (setup first).
+    assert finish == "length" and "".join(fragments).startswith('{"setup": "')
+
+
+def test_a_call_cut_off_stays_the_models_text_with_length(stack: Stack) -> None:
+    # The same request unstreamed: a call cut by max_tokens is content with "length", never
+    # shortened by the gateway's loop cutter and passed off as a "stop" (docs/api.md).
+    answer = sdk(stack).chat.completions.create(**JOKE_REQUEST)
+    choice = answer.choices[0]
+    assert choice.finish_reason == "length" and not choice.message.tool_calls
+    content = choice.message.content or ""
+    assert content.startswith('<tool_call>{"name": "Joke", "arguments": {')
+    assert answer.usage is not None and answer.usage.completion_tokens == 128
+    assert loop_start(content) is not None  # a loop the cutter would cut in a text answer: kept whole
 
 
 def test_a_tool_result_is_answered_in_text(stack: Stack) -> None:

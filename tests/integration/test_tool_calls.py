@@ -140,30 +140,41 @@ def test_smollm2_calls_are_always_valid_over_seeds_and_temperatures(smollm2: Ser
         assert len(choice.message.tool_calls) == 1  # parallel_tool_calls false: one call
 
 
+def streamed_like_whole(client: OpenAI, **fields: Any) -> list[Any]:
+    """The streamed answer's call pieces, checked against the same (seeded) answer unstreamed:
+    one call, its head first, its arguments in several fragments joining to exactly the
+    unstreamed arguments."""
+    whole = client.chat.completions.create(**fields)
+    pieces: list[Any] = []
+    finish = None
+    for chunk in client.chat.completions.create(**fields, stream=True):
+        for choice in chunk.choices:
+            finish = choice.finish_reason or finish
+            pieces += choice.delta.tool_calls or []
+    assert finish == whole.choices[0].finish_reason == "tool_calls"
+    call = (whole.choices[0].message.tool_calls or [])[0]
+    head, *fragments = pieces
+    assert head.function.name == call.function.name and head.id and head.function.arguments == ""
+    assert all(p.index == head.index == 0 and p.id is None for p in fragments)
+    assert len(fragments) > 1  # streamed as decoded
+    assert "".join(p.function.arguments or "" for p in fragments) == call.function.arguments
+    return pieces
+
+
 def test_smollm2_named_function_streamed_through_the_sdk(smollm2: ServiceProcess) -> None:
-    stream = client_of(smollm2).chat.completions.create(
+    pieces = streamed_like_whole(
+        client_of(smollm2),
         model="default",
         messages=[ASK],
         tools=TOOLS,
         temperature=0.7,
         seed=3,
         max_tokens=64,
-        stream=True,
         tool_choice={"type": "function", "function": {"name": "get_time"}},
         stream_options={"include_usage": True},
     )
-    pieces: list[Any] = []
-    finish = None
-    for chunk in stream:
-        for choice in chunk.choices:
-            finish = choice.finish_reason or finish
-            pieces += choice.delta.tool_calls or []
-    assert finish == "tool_calls"
-    head, body = pieces[0], pieces[1]
-    assert head.function.name == "get_time" and head.id and head.function.arguments == ""
-    arguments = "".join(p.function.arguments or "" for p in pieces if p.function)
-    jsonschema.validate(json.loads(arguments), TIME_SCHEMA)
-    assert body.index == head.index == 0
+    assert pieces[0].function.name == "get_time"
+    jsonschema.validate(json.loads("".join(p.function.arguments or "" for p in pieces)), TIME_SCHEMA)
 
 
 def test_smollm2_multi_turn_with_a_tool_result(smollm2: ServiceProcess) -> None:
@@ -225,18 +236,17 @@ def test_tiny_glm4_writes_valid_calls_in_its_own_syntax(glm4_tiny: ServiceProces
 
 
 def test_tiny_glm4_streams_a_call(glm4_tiny: ServiceProcess) -> None:
-    stream = client_of(glm4_tiny).chat.completions.create(
+    pieces = streamed_like_whole(
+        client_of(glm4_tiny),
         model="default",
         messages=[ASK],
         tools=TOOLS,
         temperature=1.0,
         seed=5,
         max_tokens=96,
-        stream=True,
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
     )
-    pieces = [p for chunk in stream for c in chunk.choices for p in c.delta.tool_calls or []]
-    assert pieces and pieces[0].function.name == "get_weather"
+    assert pieces[0].function.name == "get_weather"
     jsonschema.validate(json.loads("".join(p.function.arguments or "" for p in pieces)), WEATHER_SCHEMA)
 
 
@@ -278,3 +288,8 @@ def test_tiny_glm46v_calls_tools_about_an_image(service_process) -> None:  # typ
         assert answer.choices[0].finish_reason == "tool_calls", answer.choices[0]
         assert_valid_calls(answer.choices[0].message.tool_calls)
     assert "glm: tool calls in glm45 syntax" in service.log_tail(200)
+    # Streamed, GLM-4.5's key/value pairs go out a pair at a time, joining to the same arguments.
+    streamed_like_whole(
+        client, model="default", messages=[message], tools=TOOLS, seed=0, temperature=1.0, max_tokens=256,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )  # fmt: skip

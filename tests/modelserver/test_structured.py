@@ -59,3 +59,20 @@ def test_completeness_reports_a_whole_value_and_a_cut_one(tokenizer) -> None:  #
     assert completeness(whole, "length") == {"status": "complete"}
     report = completeness(cut, "length")
     assert report["status"] == "incomplete" and report["reason"] == "length"
+
+
+def test_keys_come_in_the_order_the_schema_lists_them(tokenizer) -> None:  # type: ignore[no-untyped-def]
+    # xgrammar writes properties in the schema's order: the answer reads setup, then punchline.
+    stops = tokenizer.convert_tokens_to_ids(["<|endoftext|>"])
+    structured = StructuredOutput(tokenizer, vocab_size=len(tokenizer), stop_token_ids=stops)
+    properties = {"setup": {"type": "string"}, "punchline": {"type": "string"}}
+    schema = {"type": "object", "properties": properties, "required": ["setup", "punchline"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "joke", "schema": schema}}
+
+    def accepts(text: str) -> bool:
+        constraint = structured.constraint(fmt)
+        assert constraint is not None
+        return all(constraint.accept(t) for t in tokenizer.encode(text, add_special_tokens=False))
+
+    assert accepts('{"setup": "Why?", "punchline": "Because."}')
+    assert not accepts('{"punchline": "Because.", "setup": "Why?"}')

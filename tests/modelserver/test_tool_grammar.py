@@ -127,6 +127,28 @@ def test_glm_grammars(
     assert accepts(structured, fmt, request(choice), text) is ok
 
 
+def test_arguments_follow_the_schemas_property_order(structured: StructuredOutput) -> None:
+    joke = {
+        "type": "function",
+        "function": {
+            "name": "Joke",
+            "parameters": {
+                "type": "object",
+                "properties": {"setup": {"type": "string"}, "punchline": {"type": "string"}},
+                "required": ["setup", "punchline"],
+            },
+        },
+    }
+    tools = tool_request_of(
+        ChatCompletionRequest.model_validate(
+            {"messages": [{"role": "user", "content": "x"}], "tools": [joke], "tool_choice": "required"}
+        )
+    )
+    assert tools is not None
+    assert accepts(structured, HERMES, tools, hermes("Joke", '{"setup": "Why?", "punchline": "So."}'))
+    assert not accepts(structured, HERMES, tools, hermes("Joke", '{"punchline": "So.", "setup": "Why?"}'))
+
+
 def test_a_schema_the_grammar_cannot_enforce_is_a_400(structured: StructuredOutput) -> None:
     bad = {
         "type": "function",

@@ -67,12 +67,15 @@ async def test_the_sdk_assembles_a_streamed_tool_call() -> None:
             stream=True,
         )
         calls: dict[int, dict[str, str]] = {}
+        fragments: dict[int, int] = {}
         finish = None
         async for chunk in stream:
             for choice in chunk.choices:
                 finish = choice.finish_reason or finish
                 assert not choice.delta.content  # the call's text never leaks as content
                 for piece in choice.delta.tool_calls or ():
+                    if piece.function and piece.function.arguments:
+                        fragments[piece.index] = fragments.get(piece.index, 0) + 1
                     entry = calls.setdefault(piece.index, {"name": "", "arguments": "", "id": ""})
                     entry["id"] += piece.id or ""
                     entry["name"] += (piece.function.name or "") if piece.function else ""
@@ -80,6 +83,8 @@ async def test_the_sdk_assembles_a_streamed_tool_call() -> None:
     assert finish == "tool_calls"
     assert [json.loads(c["arguments"])["city"] for c in calls.values()] == ["Paris", "Rome"]
     assert all(c["name"] == "get_weather" and c["id"].startswith("call_") for c in calls.values())
+    # Each call streams as it is decoded (three characters a step here), not as one piece at its end.
+    assert fragments[0] > 3 and fragments[1] > 3
 
 
 async def test_tool_choice_none_answers_in_text() -> None:

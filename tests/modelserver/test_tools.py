@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from flashsight_common.schemas import ChatCompletionRequest, ChatMessage
+from flashsight_common.schemas import ChatCompletionRequest, ChatMessage, Delta
 from modelserver.tools import (
     ToolDeltaWriter,
     ToolRequest,
@@ -100,28 +100,74 @@ def test_text_that_is_not_a_valid_call_stays_text(text: str) -> None:
     assert answer.tool_calls == [] and answer.content == text
 
 
+def stream(writer: ToolDeltaWriter, text: str, size: int) -> list[Delta]:
+    return [d for i in range(0, len(text), size) for d in writer.feed(text[i : i + size])] + writer.finish()
+
+
 @pytest.mark.parametrize("fmt", [HERMES, GLM4, GLM45], ids=lambda f: f.name)
 def test_streaming_in_any_pieces_gives_the_same_answer(fmt: ToolFormat) -> None:
-    text = ("Sure. " if fmt is not GLM4 else "") + CALLS[fmt]
+    text = ("Sure. " if fmt is not GLM4 else "") + CALLS[fmt] + " Done."
     whole = split_answer(text, fmt, tools_of())
     for size in (1, 2, 3, 7):
         writer = ToolDeltaWriter(fmt, tools_of())
-        deltas = [
-            d for i in range(0, len(text), size) for d in writer.feed(text[i : i + size])
-        ] + writer.finish()
+        deltas = stream(writer, text, size)
         content = "".join(d.content or "" for d in deltas)
         pieces = [p for d in deltas for p in d.tool_calls or ()]
         assert content == (whole.content or "")
-        head, body = pieces  # OpenAI's shape: id/type/name first, then the arguments
-        assert head.index == body.index == 0 and head.id and head.type == "function"
-        assert (
-            head.function is not None
-            and head.function.name == "get_weather"
-            and head.function.arguments == ""
-        )
-        assert body.id is None and body.function is not None and body.function.name is None
-        assert body.function.arguments == whole.tool_calls[0].function.arguments
-        assert writer.calls == 1
+        head, *fragments = pieces  # OpenAI's shape: id/type/name first, then the arguments
+        assert head.index == 0 and head.id and head.type == "function"
+        assert head.function is not None and head.function.name == "get_weather"
+        assert head.function.arguments == ""
+        assert all(p.index == 0 and p.id is None for p in fragments)
+        assert all(p.function and p.function.name is None for p in fragments)
+        arguments = "".join(p.function.arguments or "" for p in fragments if p.function)
+        assert arguments == whole.tool_calls[0].function.arguments  # exactly, not just the same value
+        assert len(fragments) > 1 or size == 7  # written as decoded, not in one piece at the end
+        assert writer.finish_reason("stop") == "tool_calls"
+
+
+@pytest.mark.parametrize("fmt", [HERMES, GLM4, GLM45], ids=lambda f: f.name)
+def test_a_call_starts_as_soon_as_its_name_is_written(fmt: ToolFormat) -> None:
+    call = CALLS[fmt]
+    cut = call.index("Paris")  # the name and the first key are written; the value is not
+    writer = ToolDeltaWriter(fmt, tools_of())
+    deltas = writer.feed(call[:cut])
+    calls = [p for d in deltas for p in d.tool_calls or ()]
+    assert calls and calls[0].function is not None and calls[0].function.name == "get_weather"
+    assert not any(d.content for d in deltas)
+
+
+def test_a_streamed_call_cut_off_has_gone_out_in_part_and_keeps_length() -> None:
+    text = f'{HERMES_CALL}\n<tool_call>{{"name": "get_time", "arguments": {{"city": "Ro'
+    writer = ToolDeltaWriter(HERMES, tools_of())
+    deltas = stream(writer, text, 3)
+    pieces = [p for d in deltas for p in d.tool_calls or ()]
+    assert [p.function.name for p in pieces if p.id and p.function] == ["get_weather", "get_time"]
+    partial = "".join(p.function.arguments or "" for p in pieces if p.index == 1 and p.function)
+    assert partial == '{"city": "Ro'  # what was written of it, never as content too
+    assert not any(d.content for d in deltas)
+    assert writer.finish_reason("length") == "length"
+    assert writer.finish_reason("stop") == "stop"  # a stop string cut it: not "tool_calls"
+    whole = split_answer(text, HERMES, tools_of())  # unstreamed: the cut call is text
+    assert [c.function.name for c in whole.tool_calls] == ["get_weather"]
+    assert whole.content == '<tool_call>{"name": "get_time", "arguments": {"city": "Ro'
+
+
+def test_a_call_not_in_the_grammars_shape_is_read_whole() -> None:
+    text = '<tool_call>{"arguments": {"city": "Paris", "days": 2}, "name": "get_weather"}</tool_call>'
+    whole = split_answer(text, HERMES, tools_of())
+    assert json.loads(whole.tool_calls[0].function.arguments) == {"city": "Paris", "days": 2}
+    writer = ToolDeltaWriter(HERMES, tools_of())
+    assert writer.feed(text[:-12]) == []  # held: the call's end has not come
+    pieces = [p for d in writer.feed(text[-12:]) for p in d.tool_calls or ()]
+    assert len(pieces) == 2 and pieces[1].function is not None
+    assert pieces[1].function.arguments == whole.tool_calls[0].function.arguments
+
+
+def test_an_end_marker_inside_a_string_argument_does_not_end_the_call() -> None:
+    text = '<tool_call>{"name": "get_time", "arguments": {"city": "a</tool_call>b"}}</tool_call>'
+    call = split_answer(text, HERMES, tools_of()).tool_calls[0]
+    assert json.loads(call.function.arguments) == {"city": "a</tool_call>b"}
 
 
 def test_a_partial_trigger_is_held_back_then_released_as_text() -> None:
@@ -217,3 +263,15 @@ def test_native_style_passes_tools_and_structured_calls() -> None:
     assert [t["function"]["name"] for t in kwargs["tools"]] == ["get_weather", "get_time"]
     assert out[2]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}
     assert out[3]["role"] == "tool" and out[3]["tool_call_id"] == "c1"
+
+
+@pytest.mark.parametrize("size", [1, 4, 200])
+def test_a_streamed_glm45_call_that_breaks_off_is_text_when_whole(size: int) -> None:
+    # Only without a grammar: a head in GLM-4.5's shape, then no key/value pairs.
+    text = "<tool_call>get_weather\n<arg_key>city</arg_key><arg_value>Paris</arg_value> etc.</tool_call> ok"
+    whole = split_answer(text, GLM45, tools_of())
+    assert whole.tool_calls == [] and whole.content == text
+    writer = ToolDeltaWriter(GLM45, tools_of())
+    deltas = stream(writer, text, size)
+    assert "".join(d.content or "" for d in deltas) == " ok"
+    assert writer.finish_reason("stop") == "stop"

@@ -671,3 +671,48 @@ async def test_a_tools_answer_is_cached_and_replayed_with_its_calls(
     assert replayed[-2]["flashsight"]["answer_cache"] == "hit"
     assert other_choice["flashsight"]["answer_cache"] == "miss"  # tool_choice is in the key
     assert len(reasoner.chat_requests()) == 2
+
+
+async def test_a_must_call_stream_waits_for_its_first_token_as_long_as_a_whole_answer(
+    make_settings: Callable[..., GatewaySettings], reasoner: StubUpstream, vision: StubUpstream
+) -> None:
+    # Past the first-token deadline a stream switches to vision; a request that must call
+    # cannot switch (vision's text is no call), so it waits up to the reasoner's whole-answer timeout.
+    reasoner.behaviour.latency_s = 1.0
+    reasoner.behaviour.tool_calls = [STUB_CALL]
+    settings = make_settings(reasoner_first_token_timeout_s=0.3, reasoner_timeout_s=10.0)
+    async with gateway_client(settings) as client:
+        forced, events = await stream(client, tools_body(DIRECT_Q, tool_choice=NAMED))
+        _, auto_events = await stream(client, tools_body(DIRECT_Q, tool_choice="auto"))
+    assert forced.status_code == 200
+    assert streamed_calls(events) == [
+        {"id": "call_stub1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    ]
+    assert events[-2]["flashsight"]["degraded"] is False
+    assert auto_events[-2]["flashsight"]["degraded_reason"] == "reasoner_timeout"  # text may stand in
+
+
+LOOPING_CALL = (
+    '<tool_call>{"name": "get_weather", "arguments": {\n"city": "I\'m a cat, I\'m a cat, I\'m a cat, '
+    "I'm a cat, I'm a cat, I'm a cat, I'm a cat, I'm a cat, I'm a cat, I'm a cat, I'm a cat, I'm a cat"
+)
+
+
+@pytest.mark.parametrize("stream_it", [False, True])
+async def test_the_loop_cutter_leaves_an_answer_that_may_hold_calls_alone(
+    client: httpx.AsyncClient, reasoner: StubUpstream, stream_it: bool
+) -> None:
+    # A call max_tokens cut off stays the model's text, whole, with "length" (docs/api.md).
+    reasoner.behaviour.answer, reasoner.behaviour.finish_reason = LOOPING_CALL, "length"
+    body = tools_body(DIRECT_Q, tool_choice="required", stream=stream_it)
+    if stream_it:
+        _, events = await stream(client, body)
+        content, finish = streamed_text(events), events[-2]["choices"][0]["finish_reason"]
+    else:
+        answer = (await post(client, body)).json()
+        content, finish = answer["choices"][0]["message"]["content"], answer["choices"][0]["finish_reason"]
+    assert (content, finish) == (LOOPING_CALL, "length")
+    # Without tools the same loop is cut, and the answer ends with "stop".
+    plain = (await post(client, chat_body(DIRECT_Q))).json()
+    assert plain["choices"][0]["finish_reason"] == "stop"
+    assert len(plain["choices"][0]["message"]["content"]) < len(LOOPING_CALL)

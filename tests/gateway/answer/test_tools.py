@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from gateway.answer.tools import (
     involves_tools,
+    may_call,
     must_call,
     refuse_text_instead,
     route_tools,
@@ -52,6 +53,12 @@ def test_a_request_involves_tools_when_it_offers_them_or_its_history_has_calls()
 def test_only_required_and_a_named_function_must_call(choice: Any, must: bool) -> None:
     fields = {"tools": [WEATHER]} | ({"tool_choice": choice} if choice is not None else {})
     assert must_call(request(**fields)) is must
+
+
+def test_an_answer_may_hold_calls_unless_tool_choice_is_none() -> None:
+    assert may_call(request(tools=[WEATHER])) and may_call(request(tools=[WEATHER], tool_choice="auto"))
+    assert not may_call(request(tools=[WEATHER], tool_choice="none"))
+    assert not may_call(request())
 
 
 def test_the_route_goes_where_a_model_can_see_and_call() -> None:

@@ -194,6 +194,9 @@ def test_only_whole_answers_are_storable() -> None:
     assert not storable(answer("tool_calls", content=None))  # calls announced, none there
     assert not storable(answer("stop", content=None))
     assert not storable(None)
+    # A stream cut inside a call sent it in part: replayed unstreamed it would pose as a call.
+    partial = {**CALL, "function": {"name": "lookup", "arguments": '{"q": '}}
+    assert not storable(answer("length", content="Let me look.", tool_calls=[partial]))
 
 
 @pytest.fixture

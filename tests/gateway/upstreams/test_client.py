@@ -142,6 +142,19 @@ async def test_first_token_timeout(stub, session) -> None:
     assert asyncio.get_running_loop().time() - started < 1.5
 
 
+async def test_a_caller_that_cannot_fall_back_waits_for_the_first_token_as_for_a_whole_answer(
+    stub, session
+) -> None:
+    stub.behaviour.latency_s = 0.6
+    patient = UpstreamTimeouts(connect_s=1.0, total_s=3.0, first_token_s=0.2, idle_s=0.3)
+    client = UpstreamClient("reasoner", stub.url, session, timeouts=patient)
+    with pytest.raises(UpstreamTimeoutError, match=r"0\.2s"):
+        await collect(client)  # another answer to fall back on: give up at first_token_s
+    stream = await client.open_stream(BODY, can_fall_back=False)
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+
+
 async def test_stream_error_status_raises_before_iteration(stub, session) -> None:
     stub.behaviour.mode = "error_500"
     with pytest.raises(UpstreamServerError, match="stub backend exploded"):

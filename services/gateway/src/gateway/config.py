@@ -72,7 +72,8 @@ class UpstreamSettings(_Section):
     vision_timeout_s: PositiveSeconds = 60.0
     reasoner_timeout_s: PositiveSeconds = 30.0
     reasoner_first_token_timeout_s: PositiveSeconds = 10.0
-    """Streaming: no first token from the reasoner by then → answer from vision instead."""
+    """Streaming: no first token from the reasoner by then → answer from vision instead. Not for
+    a request that must call a tool (vision cannot stand in): it waits ``reasoner_timeout_s``."""
     stream_idle_timeout_s: PositiveSeconds = 15.0
     """Streaming: no event from an upstream for this long after the first token → end degraded."""
     connect_timeout_s: PositiveSeconds = 3.0

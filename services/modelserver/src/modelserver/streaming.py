@@ -2,7 +2,8 @@
 
 Framing: a first chunk with ``role: assistant``, one chunk per text delta (``content`` or
 ``reasoning_content``; with tools, content and ``tool_calls`` deltas as
-:class:`~modelserver.tools.ToolDeltaWriter` releases them), a final chunk with
+:class:`~modelserver.tools.ToolDeltaWriter` releases them: a call's head as soon as its name
+is decoded, then its arguments fragment by fragment), a final chunk with
 ``finish_reason`` (and ``confidence`` when the backend gave one, ``structured_output`` for a
 ``response_format`` answer), a usage chunk when ``stream_options.include_usage``, then ``[DONE]``.
 An engine failure mid-stream becomes an OpenAI error event followed by ``[DONE]``, so a
@@ -19,7 +20,7 @@ from flashsight_common.sse import DONE, encode_event
 
 from modelserver.engine import Finished, RequestHandle, TextDelta
 from modelserver.errors import ModelServerError
-from modelserver.tools import ToolDeltaWriter, final_finish_reason
+from modelserver.tools import ToolDeltaWriter
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ async def stream_chat_chunks(
             if tools is not None:
                 for delta in tools.finish():
                     yield encode_event(chunk(delta=delta))
-                finish_reason = final_finish_reason(finish_reason, calls=tools.calls)
+                finish_reason = tools.finish_reason(finish_reason)
             final = chunk(finish_reason=finish_reason)
             if event.confidence is not None:
                 final = final.model_copy(update={"confidence": event.confidence})

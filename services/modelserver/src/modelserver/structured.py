@@ -15,7 +15,9 @@ steers towards closing (strings, objects, arrays) so a tight token budget still 
 JSON that parses whenever the schema allows closing early (always for ``json_object``).
 
 JSON is generated compactly (no free whitespace): a model cannot stall in endless blank
-lines, which small or random-weight models otherwise do.
+lines, which small or random-weight models otherwise do. An object's keys come in the order
+the schema lists its ``properties`` (as xgrammar writes them), so schemas reach it as given,
+never with sorted keys: a Joke's ``setup`` is written before its ``punchline``.
 
 The grammar sees the text the answer will really contain. xgrammar reads every vocabulary
 entry as literal text, added tokens included: ``<|user|>``, ``[MASK]``, ``<think>``,
@@ -147,7 +149,7 @@ class StructuredOutput:
         No closing steer: outside a call the text is free, where forcing ``"}`` would be junk.
         """
         try:
-            compiled = self._compiler.compile_structural_tag(json.dumps(structural_tag, sort_keys=True))
+            compiled = self._compiler.compile_structural_tag(json.dumps(structural_tag))
         except (RuntimeError, ValueError, TypeError) as exc:
             raise InvalidRequestError(
                 f"the tools' parameters schemas cannot be enforced while decoding: {_first_line(exc)}",
@@ -173,7 +175,7 @@ class StructuredOutput:
         schema, strict = schema_of(response_format or {})
         try:
             return self._compiler.compile_json_schema(
-                json.dumps(schema, sort_keys=True), any_whitespace=False, strict_mode=strict
+                json.dumps(schema), any_whitespace=False, strict_mode=strict
             )
         except (RuntimeError, ValueError, TypeError) as exc:
             raise InvalidRequestError(

@@ -8,6 +8,10 @@ on a repeated n-gram instead: once the answer repeats a run of :data:`LOOP_SPAN`
 answer finishes with ``stop``. Twelve tokens is longer than any quote a good answer repeats
 (银行卡验证失败 ERR_1003 is 8) and shorter than the sentences small models loop on; see
 ``bench/grounded_answers.py`` (the ``loops`` column) and docs/models.md.
+
+The request service does not apply it to an answer that may hold tool calls
+(gateway.answer.tools): there the repeat is a call ``max_tokens`` cut off, which must stay
+whole with ``length``.
 """
 
 from __future__ import annotations

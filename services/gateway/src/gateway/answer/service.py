@@ -44,7 +44,14 @@ from gateway.answer.repetition import cut_loop, said_in, stop_loops
 from gateway.answer.route_choice import KeywordTable, Route, RouteDecision, forced_route, pick_route
 from gateway.answer.shedding import HOLDING_REPLY, LoadShedder, ShedStep
 from gateway.answer.streaming import PrimedStream, prime, relay
-from gateway.answer.tools import involves_tools, refuse_text_instead, route_tools, tool_texts
+from gateway.answer.tools import (
+    involves_tools,
+    may_call,
+    must_call,
+    refuse_text_instead,
+    route_tools,
+    tool_texts,
+)
 from gateway.answer.upstream_answers import Answer, read_completion
 from gateway.answer.upstream_bodies import reasoner_body, vision_body
 from gateway.errors import RequestDeadlineError, UpstreamError
@@ -370,7 +377,9 @@ class AnswerService:
         started = time.perf_counter()
         try:
             body = reasoner_body(job.request, _caption_texts(job), await self.reasoner.model_id())
-            answer = read_completion(cut_loop(await self.reasoner.complete(body, request_id=job.request_id)))
+            raw = await self.reasoner.complete(body, request_id=job.request_id)
+            # A small model that loops is stopped, unless the answer may hold calls (answer.tools).
+            answer = read_completion(raw if may_call(job.request) else cut_loop(raw))
         finally:
             job.meta.record_stage("reasoner", started=started)
         job.meta.record_model("reasoner", answer.model)
@@ -388,7 +397,9 @@ class AnswerService:
         started = time.perf_counter()
         try:
             body = reasoner_body(job.request, _caption_texts(job), await self.reasoner.model_id())
-            stream = await self.reasoner.open_stream(body, request_id=job.request_id)  # counts its failures
+            stream = await self.reasoner.open_stream(  # counts its failures
+                body, request_id=job.request_id, can_fall_back=not must_call(job.request)
+            )
         except UpstreamError:
             job.meta.record_stage("reasoner", started=started)
             raise
@@ -399,7 +410,8 @@ class AnswerService:
             job.meta.record_stage("reasoner", started=started)
             raise
         self.reasoner.record_success()
-        primed.rest = stop_loops(primed.rest, said=said_in(primed.head))  # a looping small model stops
+        if not may_call(job.request):  # a looping small model stops (not inside calls: answer.tools)
+            primed.rest = stop_loops(primed.rest, said=said_in(primed.head))
         return primed
 
 

@@ -15,6 +15,14 @@ A forced route is kept, except ``direct`` to a vision model that calls no tools 
 it would refuse them). The language gates (gateway.answer.languages) never move a tools
 route (``RouteDecision.final``): only these stages can keep the request's contract.
 
+Deadlines and loops: the reasoner's stream must show its first token within
+``GATEWAY_REASONER_FIRST_TOKEN_TIMEOUT_S`` only so that it can still be replaced by vision;
+a request that must call cannot be (below), so its stream waits for the first token as long
+as a whole answer may take (``GATEWAY_REASONER_TIMEOUT_S``). The loop cutter
+(gateway.answer.repetition) leaves an answer that may hold calls alone: the text of a call
+that ``max_tokens`` cut off is the model's own looping, and cutting it would hide that it
+was cut (``length``) and could end the content inside the call's markup.
+
 Degrading: when the reasoner cannot answer, other requests get vision's text answer
 (marked degraded). A tools request may too when ``tool_choice`` is ``auto`` or ``none``
 (text is a valid answer to those): vision is then sent no tools and the tool history as
@@ -39,6 +47,11 @@ from gateway.schemas import GatewayChatRequest
 def involves_tools(request: GatewayChatRequest) -> bool:
     """Tools offered, or tool calls and results in the history."""
     return bool(request.tools) or any(m.tool_calls or m.role == "tool" for m in request.messages)
+
+
+def may_call(request: GatewayChatRequest) -> bool:
+    """Tools offered and ``tool_choice`` is not ``none``: the answer may hold calls (or a cut call's text)."""
+    return bool(request.tools) and request.tool_choice != "none"
 
 
 def must_call(request: GatewayChatRequest) -> bool:

@@ -222,10 +222,17 @@ class AnswerCache:
 
 
 def storable(answer: CachedAnswer | None) -> bool:
-    """A whole answer (not cut by a failure): text, or the tool calls it ended with."""
+    """A whole answer (not cut by a failure): text, or the tool calls it ended with.
+
+    Calls are kept only in an answer that ended with them (``tool_calls``): a stream cut by
+    ``max_tokens`` inside a call has sent that call in part, which an unstreamed replay would
+    present as a call (unstreamed, a cut call is text: docs/api.md).
+    """
     if answer is None or answer.finish_reason not in STORED_FINISH_REASONS:
         return False
-    return bool(answer.tool_calls) if answer.finish_reason == "tool_calls" else answer.content is not None
+    if answer.tool_calls or answer.finish_reason == "tool_calls":
+        return bool(answer.tool_calls) and answer.finish_reason == "tool_calls"
+    return answer.content is not None
 
 
 def _decode(raw: bytes | str | None) -> CachedAnswer | None:

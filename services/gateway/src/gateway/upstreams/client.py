@@ -51,7 +51,8 @@ class UpstreamTimeouts:
     connect_s: float = 3.0
     total_s: float = 60.0
     first_token_s: float = 60.0
-    """Streaming: from the request until the first content (or finish) event."""
+    """Streaming: from the request until the first content (or finish) event, for a caller
+    that has another answer to fall back on (see :meth:`UpstreamClient.open_stream`)."""
     idle_s: float = 15.0
     """Streaming: between two events once the first content arrived."""
 
@@ -134,26 +135,38 @@ class UpstreamClient:
         self.note_model(data.get("model"))
         return data
 
-    async def open_stream(self, body: Mapping[str, Any], *, request_id: str | None = None) -> UpstreamStream:
-        """POST a streamed chat completion; returns once the upstream accepted it (status checked)."""
+    async def open_stream(
+        self, body: Mapping[str, Any], *, request_id: str | None = None, can_fall_back: bool = True
+    ) -> UpstreamStream:
+        """POST a streamed chat completion; returns once the upstream accepted it (status checked).
+
+        The first token is awaited ``first_token_s``: a caller gives up that early only to
+        answer otherwise (the reasoner's stream switches to vision). One that cannot fall back
+        (``can_fall_back=False``: a request that must call a tool, which vision's text would
+        not do) waits as long as for a whole answer (``total_s``), since giving up early would
+        only turn a slow answer into an error.
+        """
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeouts.connect_s)
         payload = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        first_token_s = self.timeouts.first_token_s
+        if not can_fall_back:
+            first_token_s = max(first_token_s, self.timeouts.total_s)
         started = time.monotonic()
         try:
             resp = await asyncio.wait_for(
                 self.session.post(
                     self._chat_url, json=payload, headers=_headers(request_id), timeout=timeout
                 ),
-                self.timeouts.first_token_s,
+                first_token_s,
             )
         except Exception as exc:
-            raise self._translate(exc, total_s=self.timeouts.first_token_s) from exc
+            raise self._translate(exc, total_s=first_token_s) from exc
         try:
             await self._check_status(resp)
         except BaseException:
             resp.close()
             raise
-        return UpstreamStream(self, resp, started=started)
+        return UpstreamStream(self, resp, started=started, first_token_s=first_token_s)
 
     # --- model id and readiness ---------------------------------------------------------
 
@@ -253,10 +266,13 @@ class UpstreamClient:
 class UpstreamStream:
     """The chunk dicts of one streamed answer, with first-token and idle timeouts; close when done."""
 
-    def __init__(self, client: UpstreamClient, resp: aiohttp.ClientResponse, *, started: float) -> None:
+    def __init__(
+        self, client: UpstreamClient, resp: aiohttp.ClientResponse, *, started: float, first_token_s: float
+    ) -> None:
         self.client = client
         self._resp = resp
         self._started = started
+        self._first_token_s = first_token_s
         self._events = iter_events(_lines(resp))
         self.got_content = False
 
@@ -271,7 +287,7 @@ class UpstreamStream:
                 if self.got_content:
                     wait = timeouts.idle_s
                 else:  # the first-token budget counts from the request, not from the last event
-                    wait = max(0.0, timeouts.first_token_s - (time.monotonic() - self._started))
+                    wait = max(0.0, self._first_token_s - (time.monotonic() - self._started))
                 try:
                     chunk = await asyncio.wait_for(self._events.__anext__(), wait)
                 except StopAsyncIteration:

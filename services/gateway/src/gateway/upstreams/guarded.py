@@ -86,10 +86,12 @@ class GuardedUpstream:
         self.record_success()
         return answer
 
-    async def open_stream(self, body: dict[str, Any], *, request_id: str | None) -> UpstreamStream:
+    async def open_stream(
+        self, body: dict[str, Any], *, request_id: str | None, can_fall_back: bool = True
+    ) -> UpstreamStream:
         self._check_open()
         try:
-            stream = await self.client.open_stream(body, request_id=request_id)
+            stream = await self.client.open_stream(body, request_id=request_id, can_fall_back=can_fall_back)
         except UpstreamError as exc:
             self._failed(exc)
             raise

@@ -15,8 +15,10 @@ How a request with ``tools`` is served (each step its own module):
    ``auto`` = free text in which the format's trigger (``<tool_call>``) opens a call that
    must then be complete; ``required`` = calls only; a named function = exactly that call.
 4. :mod:`~modelserver.tools.parser` / :mod:`~modelserver.tools.output`: the decoded text
-   split back into ``content`` and ``tool_calls`` (or streamed deltas), finish reason
-   ``tool_calls``.
+   split back into ``content`` and ``tool_calls``, or streamed as deltas while it is
+   decoded (a call's name as soon as it is written, its arguments fragment by fragment,
+   re-encoded by :mod:`~modelserver.tools.arguments` so they join to exactly the
+   unstreamed ``arguments``); finish reason ``tool_calls``.
 
 A backend opts in by exposing ``tool_format`` (a :class:`ToolFormat`); the routes refuse
 ``tools`` with a 400 on a backend without one (e.g. vision's ocr-lite), never drop them.

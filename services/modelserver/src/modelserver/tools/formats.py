@@ -25,6 +25,12 @@ text in which the format's trigger (``<tool_call>``, or ``<name>\\n`` for glm4) 
 that must then be complete and valid. The arguments inside a call are constrained by the
 function's ``parameters`` schema, so ``json.loads`` of every emitted call succeeds and the
 value validates, whatever the model's size.
+
+Streaming: a call whose head is written exactly as the grammar writes it (``<tool_call>{"name":
+"f", "arguments": `` then ``{``; ``f\n{``; ``<tool_call>f<``) is known to be a call of ``f``
+from there on (:meth:`ToolFormat.head`), and its arguments are re-encoded as they come by the
+format's :mod:`~modelserver.tools.arguments` writer, so the call can stream. Any other text
+after a trigger is held until the call closes and read whole (:meth:`ToolFormat.read`).
 """
 
 from __future__ import annotations
@@ -33,10 +39,11 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from flashsight_common.toolcalls import FunctionDefinition
 
+from modelserver.tools.arguments import ArgumentsWriter, Glm45Arguments, JsonArguments, json_or_text
 from modelserver.tools.request import ToolRequest
 
 # Consecutive whitespace allowed inside constrained JSON: enough for "a": 1, never a stall
@@ -57,6 +64,21 @@ CallReader = Callable[[str, str, ToolRequest | None], ParsedCall | None]
 
 
 @dataclass(frozen=True, slots=True)
+class CallHead:
+    """The start of a call, as the grammar writes it: the function, and where its arguments begin."""
+
+    name: str
+    arguments_at: int
+    """Offset of the arguments in the text after the trigger."""
+
+
+HeadReading = CallHead | Literal["more"] | None
+"""A head; ``"more"`` while the text could still become one; None when it cannot."""
+HeadReader = Callable[[str, str, Sequence[str]], HeadReading]
+"""(trigger, text after it, the offered names) → :data:`HeadReading`."""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolFormat:
     """One model family's tool-call syntax."""
 
@@ -68,10 +90,20 @@ class ToolFormat:
     _triggers: Callable[[Sequence[str]], list[str]]
     _tag: Callable[[FunctionDefinition], dict[str, Any]]
     _read: CallReader
+    _head: HeadReader
+    _arguments: Callable[[dict[str, Any]], ArgumentsWriter]
 
     def triggers(self, names: Sequence[str]) -> list[str]:
         """The strings that open a call of one of ``names``."""
         return self._triggers(names)
+
+    def head(self, trigger: str, text: str, request: ToolRequest) -> HeadReading:
+        """The head of a call of an offered function that ``trigger`` + ``text`` starts with."""
+        return self._head(trigger, text, [f.name for f in request.offered])
+
+    def arguments(self, name: str, request: ToolRequest) -> ArgumentsWriter:
+        """A fresh writer for the arguments of a call of ``name`` (see :mod:`modelserver.tools.arguments`)."""
+        return self._arguments(request.schema_of(name) or {})
 
     def read(self, trigger: str, body: str, request: ToolRequest | None) -> ParsedCall | None:
         """The call written as ``trigger`` + ``body`` (``end`` excluded), or None if it is not one."""
@@ -125,6 +157,18 @@ def _as_object_json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else None
 
 
+def _object_follows(text: str, at: int, name: str) -> HeadReading:
+    """A head of ``name`` ending at ``at`` when a JSON object starts there."""
+    rest = text[at:].lstrip()
+    if not rest:
+        return "more"
+    return CallHead(name, at) if rest[0] == "{" else None
+
+
+def _json_arguments(schema: dict[str, Any]) -> ArgumentsWriter:
+    return JsonArguments()
+
+
 # -- hermes -------------------------------------------------------------------------------
 
 HERMES_OPEN = "<tool_call>"
@@ -134,8 +178,12 @@ HERMES_CLOSE = "</tool_call>"
 def _hermes_tag(function: FunctionDefinition) -> dict[str, Any]:
     # The name is part of the fixed opening, so the model cannot misspell it; the arguments
     # object is the schema's; the wrapper's closing brace is in the end string.
-    begin = f'{HERMES_OPEN}{{"name": {json.dumps(function.name)}, "arguments": '
+    begin = _hermes_begin(function.name)
     return {"type": "tag", "begin": begin, "content": _arguments(function), "end": "}" + HERMES_CLOSE}
+
+
+def _hermes_begin(name: str) -> str:
+    return f'{HERMES_OPEN}{{"name": {json.dumps(name)}, "arguments": '
 
 
 def _hermes_read(trigger: str, body: str, request: ToolRequest | None) -> ParsedCall | None:
@@ -155,7 +203,26 @@ def _hermes_read(trigger: str, body: str, request: ToolRequest | None) -> Parsed
     return None if encoded is None else ParsedCall(value["name"], encoded)
 
 
-HERMES = ToolFormat("hermes", HERMES_CLOSE, False, lambda names: [HERMES_OPEN], _hermes_tag, _hermes_read)
+def _hermes_head(trigger: str, text: str, names: Sequence[str]) -> HeadReading:
+    waiting = False
+    for name in names:
+        head = _hermes_begin(name)[len(HERMES_OPEN) :]
+        if text.startswith(head):
+            return _object_follows(text, len(head), name)
+        waiting = waiting or head.startswith(text)
+    return "more" if waiting else None
+
+
+HERMES = ToolFormat(
+    "hermes",
+    HERMES_CLOSE,
+    False,
+    lambda names: [HERMES_OPEN],
+    _hermes_tag,
+    _hermes_read,
+    _hermes_head,
+    _json_arguments,
+)
 
 
 # -- glm4 ---------------------------------------------------------------------------------
@@ -173,7 +240,16 @@ def _glm4_read(trigger: str, body: str, request: ToolRequest | None) -> ParsedCa
     return None if encoded is None else ParsedCall(trigger.rstrip("\n"), encoded)
 
 
-GLM4 = ToolFormat("glm4", None, True, lambda names: [f"{name}\n" for name in names], _glm4_tag, _glm4_read)
+GLM4 = ToolFormat(
+    "glm4",
+    None,
+    True,
+    lambda names: [f"{name}\n" for name in names],
+    _glm4_tag,
+    _glm4_read,
+    lambda trigger, text, names: _object_follows(text, 0, trigger.rstrip("\n")),
+    _json_arguments,
+)
 
 
 # -- glm45 --------------------------------------------------------------------------------
@@ -202,20 +278,41 @@ def _glm45_read(trigger: str, body: str, request: ToolRequest | None) -> ParsedC
         kind = properties.get(key, {}).get("type") if isinstance(properties.get(key), dict) else None
         # Whitespace around a value is layout (the grammar allows it; GLM's template writes
         # none), so it is not part of the value.
-        arguments[key] = raw.strip() if kind == "string" else _json_or_text(raw.strip())
+        arguments[key] = raw.strip() if kind == "string" else json_or_text(raw.strip())
     if not name or _GLM45_PAIR.sub("", rest).strip():
         return None  # text that is neither a name nor key/value pairs: not a call
     return ParsedCall(name, json.dumps(arguments, ensure_ascii=False))
 
 
-def _json_or_text(raw: str) -> Any:
-    try:
-        return _loads(raw)
-    except json.JSONDecodeError:
-        return raw
+def _glm45_head(trigger: str, text: str, names: Sequence[str]) -> HeadReading:
+    # The name runs up to the first tag (or layout before it): "get" is no head of "get_time<".
+    waiting = False
+    for name in names:
+        if text.startswith(name):
+            rest = text[len(name) :].lstrip()
+            if rest.startswith("<"):
+                return CallHead(name, len(name))
+            waiting = waiting or not rest
+        else:
+            waiting = waiting or name.startswith(text)
+    return "more" if waiting else None
 
 
-GLM45 = ToolFormat("glm45", HERMES_CLOSE, False, lambda names: [HERMES_OPEN], _glm45_tag, _glm45_read)
+def _glm45_arguments(schema: dict[str, Any]) -> ArgumentsWriter:
+    properties = schema.get("properties")
+    return Glm45Arguments(properties if isinstance(properties, dict) else {})
+
+
+GLM45 = ToolFormat(
+    "glm45",
+    HERMES_CLOSE,
+    False,
+    lambda names: [HERMES_OPEN],
+    _glm45_tag,
+    _glm45_read,
+    _glm45_head,
+    _glm45_arguments,
+)
 
 
 TOOL_FORMATS: Mapping[str, ToolFormat] = {f.name: f for f in (HERMES, GLM4, GLM45)}
