@@ -26,6 +26,7 @@ from reasoner.embedded import lookup, prepare
 
 from devkit.screens import as_data_url, order_screenshot
 from devkit.stack import Stack, running_stack
+from tests.support.tool_specs import TIME_SCHEMA, assert_valid_calls, function_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,25 +37,9 @@ ORDER_SCHEMA = {
     "required": ["order_number"],
     "additionalProperties": False,
 }
-TIME_SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string", "maxLength": 12}, "utc": {"type": "boolean"}},
-    "required": ["city", "utc"],
-    "additionalProperties": False,
-}
 TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_order_status",
-            "description": "Look up an order's shipping status by its order number",
-            "parameters": ORDER_SCHEMA,
-        },
-    },
-    {
-        "type": "function",
-        "function": {"name": "get_time", "description": "Local time in a city", "parameters": TIME_SCHEMA},
-    },
+    function_tool("get_order_status", "Look up an order's shipping status by its order number", ORDER_SCHEMA),
+    function_tool("get_time", "Local time in a city", TIME_SCHEMA),
 ]
 SCHEMAS = {"get_order_status": ORDER_SCHEMA, "get_time": TIME_SCHEMA}
 ASK = {"role": "user", "content": "Where is my order 12345?"}
@@ -78,13 +63,6 @@ def sdk(stack: Stack, key: str = KEYS[0]) -> OpenAI:
     return OpenAI(base_url=stack.url + "/v1", api_key=key, timeout=300, max_retries=0)
 
 
-def assert_valid(calls: Any) -> None:
-    """Each call names an offered function and its arguments parse and validate against its schema."""
-    assert calls
-    for call in calls:
-        jsonschema.validate(json.loads(call.function.arguments), SCHEMAS[call.function.name])
-
-
 def test_a_required_call_plain(stack: Stack) -> None:
     answer = sdk(stack).chat.completions.create(
         model="auto", messages=[ASK], tools=TOOLS, tool_choice="required", parallel_tool_calls=False,
@@ -92,7 +70,7 @@ def test_a_required_call_plain(stack: Stack) -> None:
     )  # fmt: skip
     choice = answer.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
-    assert_valid(choice.message.tool_calls)
+    assert_valid_calls(choice.message.tool_calls, SCHEMAS)
     assert len(choice.message.tool_calls or []) == 1
     meta = answer.model_extra["flashsight"]  # type: ignore[index]
     assert (meta["route"], meta["route_reason"]) == ("cascade", "no_image")
@@ -211,7 +189,7 @@ def test_an_image_tools_request_takes_the_cascade_and_the_reasoner_calls(stack: 
     assert (meta["route"], meta["route_reason"]) == ("cascade", "tools")  # ocr-lite calls no tools
     assert meta["models"] == {"vision": "ocr-lite", "reasoner": "smollm2-135m-instruct"}
     assert answer.choices[0].finish_reason == "tool_calls"
-    assert_valid(answer.choices[0].message.tool_calls)
+    assert_valid_calls(answer.choices[0].message.tool_calls, SCHEMAS)
 
 
 def test_the_answer_cache_replays_calls_and_never_across_keys(stack: Stack) -> None:

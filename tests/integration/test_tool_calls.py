@@ -24,6 +24,7 @@ from reasoner.embedded import lookup, prepare
 
 from devkit.processes import ServiceProcess
 from tests.support.tiny_models import GLM4_CHAT_TINY, GLM46V_TINY, tiny_model_path
+from tests.support.tool_specs import TIME_SCHEMA, assert_valid_calls, function_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,38 +38,12 @@ WEATHER_SCHEMA = {
     "required": ["city", "unit", "days"],
     "additionalProperties": False,
 }
-# Bounded values: random-weight checkpoints would otherwise write strings until max_tokens.
-TIME_SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string", "maxLength": 12}, "utc": {"type": "boolean"}},
-    "required": ["city", "utc"],
-    "additionalProperties": False,
-}
 TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather forecast for a city",
-            "parameters": WEATHER_SCHEMA,
-        },
-    },
-    {
-        "type": "function",
-        "function": {"name": "get_time", "description": "Local time in a city", "parameters": TIME_SCHEMA},
-    },
+    function_tool("get_weather", "Weather forecast for a city", WEATHER_SCHEMA),
+    function_tool("get_time", "Local time in a city", TIME_SCHEMA),
 ]
 SCHEMAS = {"get_weather": WEATHER_SCHEMA, "get_time": TIME_SCHEMA}
 ASK = {"role": "user", "content": "What will the weather be in Paris for the next 3 days, in celsius?"}
-
-
-def assert_valid_calls(calls: list[Any], *, at_least: int = 1) -> None:
-    """Every call names an offered function and its arguments parse and match the schema."""
-    assert len(calls) >= at_least
-    for call in calls:
-        arguments = json.loads(call.function.arguments)  # must never raise
-        jsonschema.validate(arguments, SCHEMAS[call.function.name])
-        assert call.id.startswith("call_") and call.type == "function"
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +111,7 @@ def test_smollm2_calls_are_always_valid_over_seeds_and_temperatures(smollm2: Ser
         choice = answer.choices[0]
         assert choice.finish_reason == "tool_calls", choice
         assert choice.message.content is None
-        assert_valid_calls(choice.message.tool_calls, at_least=1)
+        assert_valid_calls(choice.message.tool_calls, SCHEMAS, at_least=1)
         assert len(choice.message.tool_calls) == 1  # parallel_tool_calls false: one call
 
 
@@ -214,7 +189,7 @@ def test_smollm2_multi_turn_with_a_tool_result(smollm2: ServiceProcess) -> None:
     )
     message = again.choices[0].message  # auto: prose or a call, but a call is a valid one
     if message.tool_calls:
-        assert_valid_calls(message.tool_calls)
+        assert_valid_calls(message.tool_calls, SCHEMAS)
     else:
         assert message.content
 
@@ -230,7 +205,7 @@ def test_tiny_glm4_writes_valid_calls_in_its_own_syntax(glm4_tiny: ServiceProces
     answers = sweep(glm4_tiny, seeds=range(4), temperatures=(0.5, 1.0), max_tokens=96, tool_choice="required")
     for answer in answers:
         assert answer.choices[0].finish_reason == "tool_calls", answer.choices[0]
-        assert_valid_calls(answer.choices[0].message.tool_calls)
+        assert_valid_calls(answer.choices[0].message.tool_calls, SCHEMAS)
     log = glm4_tiny.log_tail(200)
     assert "tool calls: glm4 syntax, glm4 prompt" in log
 
@@ -286,7 +261,7 @@ def test_tiny_glm46v_calls_tools_about_an_image(service_process) -> None:  # typ
             tool_choice="required",
         )
         assert answer.choices[0].finish_reason == "tool_calls", answer.choices[0]
-        assert_valid_calls(answer.choices[0].message.tool_calls)
+        assert_valid_calls(answer.choices[0].message.tool_calls, SCHEMAS)
     assert "glm: tool calls in glm45 syntax" in service.log_tail(200)
     # Streamed, GLM-4.5's key/value pairs go out a pair at a time, joining to the same arguments.
     streamed_like_whole(
