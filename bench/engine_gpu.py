@@ -269,8 +269,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    """Where a step's time goes: graph replay alone vs the whole decode loop, at batch 1 and the largest."""
+    """Each decode step side by side: graph replay alone and the whole decode loop, at batch 1 and the largest.
+
+    One model, built once; for each ``decode_step`` setting (``--steps``) the static cache
+    is prepared (graphs captured on CUDA) as the service would, timed, and released.
+    """
     import cProfile
+    import gc
     import io
     import pstats
 
@@ -281,16 +286,12 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from reasoner.config import ReasonerSettings
     from transformers import AutoTokenizer
 
-    settings = ReasonerSettings(model=args.model)
     device = torch.device(args.device)
     model = build_random_model(args.model, device=device, dtype=getattr(torch, args.dtype))
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    result: dict[str, Any] = {}
-    started = time.perf_counter()
-    kv = prepare_static_kv(model, settings, context=model.config.max_position_embeddings)
-    result["prepare_s"] = round(time.perf_counter() - started, 2)
     prompt = tokenizer.encode(PROMPTS[0], add_special_tokens=False)
     params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
+    result: dict[str, Any] = {}
 
     def decode(rows: int, static: Any) -> float:
         _sync(args.device)
@@ -301,27 +302,41 @@ def cmd_profile(args: argparse.Namespace) -> int:
         _sync(args.device)
         return rows * args.max_tokens / (time.perf_counter() - begin)
 
-    sizes = sorted({1, settings.max_batch_size})
-    if kv is not None and kv.runner is not None:
-        for rows in sizes:
-            kv.runner(rows, kv.length_buckets[0])
-            _sync(args.device)
-            begin = time.perf_counter()
-            for _ in range(20):
+    for mode in args.steps.split(","):
+        settings = ReasonerSettings(model=args.model, decode_step=mode)
+        figures: dict[str, Any] = result.setdefault(mode, {})
+        started = time.perf_counter()
+        kv = prepare_static_kv(model, settings, context=model.config.max_position_embeddings)
+        figures["prepare_s"] = round(time.perf_counter() - started, 2)
+        figures["step"] = kv.step_name if kv is not None else "dynamic cache"
+        figures["graphs"] = bool(kv is not None and kv.runner is not None)
+        sizes = sorted({1, settings.max_batch_size})
+        if kv is not None and kv.runner is not None:
+            for rows in sizes:
                 kv.runner(rows, kv.length_buckets[0])
-            _sync(args.device)
-            result[f"replay_ms_b{rows}"] = round((time.perf_counter() - begin) / 20 * 1000, 2)
-    for rows in sizes:
-        decode(rows, kv)
-        result[f"decode_loop_tok_s_b{rows}"] = round(decode(rows, kv), 1)
+                _sync(args.device)
+                begin = time.perf_counter()
+                for _ in range(20):
+                    kv.runner(rows, kv.length_buckets[0])
+                _sync(args.device)
+                figures[f"replay_ms_b{rows}"] = round((time.perf_counter() - begin) / 20 * 1000, 2)
+        for rows in sizes:
+            decode(rows, kv)
+            figures[f"decode_loop_tok_s_b{rows}"] = round(decode(rows, kv), 1)
+        if mode == args.steps.split(",")[-1]:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            decode(1, kv)
+            profiler.disable()
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
+            result["cprofile_b1_tottime"] = text.getvalue()[-5000:]
+        log(f"profile {mode}: {figures}")
         Path(args.json).write_text(json.dumps(result))
-    profiler = cProfile.Profile()
-    profiler.enable()
-    decode(1, kv)
-    profiler.disable()
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
-    result["cprofile_b1_tottime"] = text.getvalue()[-5000:]
+        del kv
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     Path(args.json).write_text(json.dumps(result))
     return 0
 
@@ -488,6 +503,20 @@ def render(report: dict[str, Any]) -> str:
             f"| memory-bandwidth limit at batch 1 ({limit['bytes_per_step'] / 1e9:.3g} GB per token "
             f"at a measured {limit['GBps'] / 1000:.3g} TB/s) | **{limit['tok_s']:.0f}** | |"
         )
+    profile = {k: v for k, v in (report.get("profile") or {}).items() if isinstance(v, dict)}
+    if profile:
+        lines.append("")
+        lines.append("in-process decode loop (no HTTP), per decode step (`decode_step`):")
+        lines.append("| decode step | graphs | start-up | replay b1 / b-max | loop tok/s b1 | loop tok/s b-max |")
+        lines.append("|---|---|---:|---:|---:|---:|")
+        for mode, f in profile.items():
+            loops = sorted((k for k in f if k.startswith("decode_loop_tok_s_b")), key=lambda k: int(k.rsplit("b", 1)[1]))
+            replays = sorted((k for k in f if k.startswith("replay_ms_b")), key=lambda k: int(k.rsplit("b", 1)[1]))
+            replay = " / ".join(f"{f[k]:.2f}" for k in replays) + " ms" if replays else "-"
+            lines.append(
+                f"| {mode} ({f.get('step')}) | {'yes' if f.get('graphs') else 'no'} | {f.get('prepare_s', 0):.1f} s "
+                f"| {replay} | {f.get(loops[0], 0) if loops else 0:.1f} | {f.get(loops[-1], 0) if loops else 0:.1f} |"
+            )
     phases = {p["concurrency"]: p for p in report.get("phases", [])}
     if limit and 1 in phases:
         lines.append(f"1 stream = {phases[1]['tok_s'] / limit['tok_s']:.0%} of the batch-1 limit")
@@ -514,6 +543,7 @@ def main() -> int:
     profile.add_argument("--dtype", required=True)
     profile.add_argument("--max-tokens", type=int, required=True)
     profile.add_argument("--json", required=True)
+    profile.add_argument("--steps", required=True)
     profile.set_defaults(func=cmd_profile)
     parser.add_argument(
         "--profile", action="store_true", help="also time the decode loop in-process (no HTTP)"
@@ -532,6 +562,11 @@ def main() -> int:
     parser.add_argument("--no-baseline", action="store_true", help="skip plain generate and the bandwidth")
     parser.add_argument("--json", default=None, help="write every figure here (also after each phase)")
     parser.add_argument("--service-env", action="append", default=[], help="NAME=VALUE for the reasoner")
+    parser.add_argument(
+        "--steps",
+        default=None,
+        help="decode steps --profile compares (default transformers,fused,compiled; on CPU without compiled)",
+    )
     args = parser.parse_args()
     if args.command:
         return int(args.func(args))
@@ -573,11 +608,14 @@ def main() -> int:
         write_shape(folder, shape)
         if args.profile:
             out = Path(tmp) / "profile.json"
+            steps = args.steps or ("transformers,fused,compiled" if device.startswith("cuda") else "transformers,fused")
             run = _run_step("profile", folder, out, device=device, dtype=dtype, max_tokens=max_tokens,
-                            timeout_s=600, env={**os.environ, **env})
+                            timeout_s=900, env={**os.environ, **env}, extra=["--steps", steps])
             report["profile"] = (
                 json.loads(out.read_text()) if out.is_file() else {"error": run.stderr[-3000:]}
             )
+            if run.returncode != 0:
+                report["profile"]["error"] = run.stderr[-3000:]
             log(f"profile: { {k: v for k, v in report['profile'].items() if not k.startswith('cprofile')} }")
             save()
         service = Service(folder, env, Path(tmp) / "reasoner.log")
@@ -603,7 +641,7 @@ def main() -> int:
             report["static_kv_log"] = [
                 line.split("] ", 1)[-1][:300]
                 for line in service.tail(400).splitlines()
-                if "static KV" in line or "CUDA graph" in line or "Traceback" in line
+                if any(key in line for key in ("static KV", "CUDA graph", "decode step", "Traceback"))
             ]
             report["service_log_tail"] = service.tail(60)
             save()
@@ -628,14 +666,14 @@ def main() -> int:
 
 def _run_step(
     step: str, folder: Path, out: Path, *, device: str, dtype: str, max_tokens: int, timeout_s: float,
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, extra: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """This script's ``step`` sub-command (profile, baseline) in a process of its own, writing ``out``."""
     return subprocess.run(
         [
             sys.executable, str(Path(__file__).resolve()), step,
             "--model", str(folder), "--device", device, "--dtype", dtype,
-            "--max-tokens", str(max_tokens), "--json", str(out),
+            "--max-tokens", str(max_tokens), "--json", str(out), *(extra or []),
         ],
         capture_output=True,
         text=True,

@@ -33,6 +33,7 @@ def settings(**overrides: Any) -> SimpleNamespace:
         "kv_cache_gib": 0.5,
         "kv_cache_max_len": 300,
         "max_batch_size": 4,
+        "decode_step": "auto",
     }
     return SimpleNamespace(**{**values, **overrides})
 

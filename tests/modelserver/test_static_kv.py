@@ -172,12 +172,14 @@ def test_start_up_uses_the_static_cache_where_the_settings_and_budget_say(model)
             "kv_cache_gib": 1.0,
             "kv_cache_max_len": 8192,
             "max_batch_size": 4,
+            "decode_step": "auto",
         }
         return SimpleNamespace(**{**values, **overrides})
 
     assert prepare_static_kv(model, settings(), context=256) is None  # auto: CUDA only
     kv = prepare_static_kv(model, settings(static_kv="on"), context=256)
     assert kv is not None and kv.runner is None  # the CPU never captures graphs
+    assert kv.step_name == "fused"  # the written-out step, run eagerly (modelserver.fused_step)
     assert (kv.slots, kv.max_len) == (4, 256)  # capped by the model's context
     per_token = KVShape.of(model).bytes_per_token(torch.float32)
     small = prepare_static_kv(

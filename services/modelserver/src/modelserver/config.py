@@ -64,6 +64,8 @@ class ModelServerSettings(BaseSettings):
     """The static cache's budget: slots × row length × bytes per token stays under it."""
     kv_cache_max_len: int = 8192
     """Tokens per row (prompt plus answer) in the static cache, lowered to fit the budget and context."""
+    decode_step: Literal["auto", "compiled", "fused", "transformers"] = "auto"
+    """The static-cache step (modelserver.fused_step): ``auto`` is ``compiled`` on CUDA, ``fused`` on CPU."""
 
     @model_validator(mode="after")
     def _check_ranges(self) -> ModelServerSettings:
@@ -85,7 +87,7 @@ class ModelServerSettings(BaseSettings):
             raise ValueError(f"device {value!r} is not accepted; use auto, cpu, cuda or cuda:N")
         return value
 
-    @field_validator("log_level", "log_format", "dtype", "static_kv", mode="before")
+    @field_validator("log_level", "log_format", "dtype", "static_kv", "decode_step", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

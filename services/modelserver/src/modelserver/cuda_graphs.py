@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from modelserver.fused_step import choose_step
 from modelserver.static_kv import KVShape, StaticKV, bucket_for, plan_max_len
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,9 @@ def prepare_static_kv(model: Any, settings: Any, *, context: int | None) -> Stat
             "static KV cache off: allocating it ran out of memory (%s); decoding with a dynamic cache", exc
         )
         return None
+    kv.step_name, step = choose_step(kv, settings.decode_step)
+    if step is not None:
+        kv.compute = step
     log.info("static KV cache: %s on %s", kv.describe(), device)
     if device.type == "cuda" and settings.cuda_graphs:
         runner = GraphRunner(kv)

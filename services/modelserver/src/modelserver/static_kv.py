@@ -205,6 +205,9 @@ class StaticKV:
         self.column = torch.zeros((1,), dtype=torch.long, device=self.device)
         self.runner: StepRunner | None = None
         """Set by :mod:`modelserver.cuda_graphs` once graphs are captured; None → eager steps."""
+        self.compute: StepRunner = self.transformers_step
+        """What a step runs (and graphs capture): transformers' forward, or :mod:`modelserver.fused_step`'s."""
+        self.step_name = "transformers"
         self.graph_steps = 0
         self.eager_steps = 0
         self.compactions = 0
@@ -216,11 +219,15 @@ class StaticKV:
     def describe(self) -> str:
         return (
             f"{self.slots} slots × {self.max_len} tokens, {self.nbytes / 2**30:.2f} GiB "
-            f"({self.shape.bytes_per_token(self.dtype)} B/token)"
+            f"({self.shape.bytes_per_token(self.dtype)} B/token), decode step: {self.step_name}"
         )
 
     def eager_step(self, rows: int, width: int) -> torch.Tensor:
-        """One decode step over slots ``0..rows-1`` and columns ``0..width-1``, in plain PyTorch."""
+        """One decode step over slots ``0..rows-1`` and columns ``0..width-1``, launched from Python."""
+        return self.compute(rows, width)
+
+    def transformers_step(self, rows: int, width: int) -> torch.Tensor:
+        """The step as transformers' modelling code runs it (any architecture)."""
         cache = SlotCache(self.keys[:, :rows, :, :width], self.values[:, :rows, :, :width], self.column)
         out = self.model(
             input_ids=self.input_ids[:rows],
