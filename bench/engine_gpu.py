@@ -269,7 +269,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    """Each decode step side by side: graph replay alone and the whole decode loop, at batch 1 and the largest.
+    """Each decode step side by side: a graph replay alone and the decode loop, at batch 1 and the largest.
 
     One model, built once; for each ``decode_step`` setting (``--steps``) the static cache
     is prepared (graphs captured on CUDA) as the service would, timed, and released.
@@ -472,6 +472,12 @@ class Service:
 # -- the report --------------------------------------------------------------------------------
 
 
+def _by_batch(figures: dict[str, Any], prefix: str) -> list[float]:
+    """The values of ``<prefix><batch>`` keys, smallest batch first."""
+    keys = sorted((k for k in figures if k.startswith(prefix)), key=lambda k: int(k.removeprefix(prefix)))
+    return [float(figures[k]) for k in keys]
+
+
 def render(report: dict[str, Any]) -> str:
     lines = [
         f"device: {report.get('device_name')}; shape {report['shape']} "
@@ -507,15 +513,19 @@ def render(report: dict[str, Any]) -> str:
     if profile:
         lines.append("")
         lines.append("in-process decode loop (no HTTP), per decode step (`decode_step`):")
-        lines.append("| decode step | graphs | start-up | replay b1 / b-max | loop tok/s b1 | loop tok/s b-max |")
+        lines.append(
+            "| decode step | graphs | start-up | replay b1 / b-max | loop tok/s b1 | loop tok/s b-max |"
+        )
         lines.append("|---|---|---:|---:|---:|---:|")
         for mode, f in profile.items():
-            loops = sorted((k for k in f if k.startswith("decode_loop_tok_s_b")), key=lambda k: int(k.rsplit("b", 1)[1]))
-            replays = sorted((k for k in f if k.startswith("replay_ms_b")), key=lambda k: int(k.rsplit("b", 1)[1]))
-            replay = " / ".join(f"{f[k]:.2f}" for k in replays) + " ms" if replays else "-"
+            loops = _by_batch(f, "decode_loop_tok_s_b")
+            replays = _by_batch(f, "replay_ms_b")
+            replay = " / ".join(f"{v:.2f}" for v in replays) + " ms" if replays else "-"
+            first, last = (loops[0], loops[-1]) if loops else (0.0, 0.0)
+            graphs = "yes" if f.get("graphs") else "no"
             lines.append(
-                f"| {mode} ({f.get('step')}) | {'yes' if f.get('graphs') else 'no'} | {f.get('prepare_s', 0):.1f} s "
-                f"| {replay} | {f.get(loops[0], 0) if loops else 0:.1f} | {f.get(loops[-1], 0) if loops else 0:.1f} |"
+                f"| {mode} ({f.get('step')}) | {graphs} | {f.get('prepare_s', 0):.1f} s "
+                f"| {replay} | {first:.1f} | {last:.1f} |"
             )
     phases = {p["concurrency"]: p for p in report.get("phases", [])}
     if limit and 1 in phases:
@@ -608,7 +618,9 @@ def main() -> int:
         write_shape(folder, shape)
         if args.profile:
             out = Path(tmp) / "profile.json"
-            steps = args.steps or ("transformers,fused,compiled" if device.startswith("cuda") else "transformers,fused")
+            steps = args.steps or (
+                "transformers,fused,compiled" if device.startswith("cuda") else "transformers,fused"
+            )
             run = _run_step("profile", folder, out, device=device, dtype=dtype, max_tokens=max_tokens,
                             timeout_s=900, env={**os.environ, **env}, extra=["--steps", steps])
             report["profile"] = (

@@ -1,4 +1,4 @@
-"""``bench/engine_gpu.py --quick`` runs end to end on the CPU and prints the table (speed never asserted).
+"""``bench/engine_gpu.py --quick --profile`` runs end to end on the CPU and prints its tables (speed never asserted).
 
 The quick run drives the real reasoner process with ``REASONER_STATIC_KV=on``, so the static
 KV cache (eager on the CPU) serves real streamed HTTP requests here too.
@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_quick_mode_prints_the_table(tmp_path: Path) -> None:
     out = tmp_path / "engine_gpu.json"
     run = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "engine_gpu.py"), "--quick", "--json", str(out)],
+        [sys.executable, str(REPO_ROOT / "bench" / "engine_gpu.py"), "--quick", "--profile", "--json", str(out)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -36,6 +36,9 @@ def test_quick_mode_prints_the_table(tmp_path: Path) -> None:
         "| plain `model.generate`, batch 1 / batch 8 | ",
         "| memory-bandwidth limit at batch 1 (",
         "static KV cache: 2 slots × ",
+        "decode step: fused",  # the written-out step serves on the CPU (modelserver.fused_step)
+        "| transformers (transformers) | no | ",  # --profile: the steps side by side
+        "| fused (fused) | no | ",
     ):
         assert expected in run.stdout, f"no {expected!r} in:\n{run.stdout}\n{run.stderr}"
     report = json.loads(out.read_text())

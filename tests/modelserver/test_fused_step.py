@@ -43,7 +43,12 @@ def family(request: pytest.FixtureRequest) -> Any:
 
 def static(model: Any, *, slots: int = 4, max_len: int = 128, shortest_window: int = 32) -> StaticKV:
     return StaticKV(
-        model, slots=slots, max_len=max_len, device="cpu", dtype=torch.float32, shortest_window=shortest_window
+        model,
+        slots=slots,
+        max_len=max_len,
+        device="cpu",
+        dtype=torch.float32,
+        shortest_window=shortest_window,
     )
 
 

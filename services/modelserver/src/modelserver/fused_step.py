@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from modelserver.static_kv import StaticKV
+    from modelserver.static_kv import StaticKV, StepRunner
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,9 @@ def whole_tables(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, to
     return cos, sin
 
 
-def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotate: Callable[..., torch.Tensor]) -> torch.Tensor:
+def rotary(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotate: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     """Rotary embedding of the first ``cos.shape[-1]`` features; the rest pass through."""
     width = cos.shape[-1]
     turned, passed = x[..., :width], x[..., width:]
@@ -135,7 +137,10 @@ def attention_in(
     sin: torch.Tensor,
     layout: Layout,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Q as ``(rows, kv_heads, heads // kv_heads, head_dim)``, K and V as ``(rows, kv_heads, 1, head_dim)``."""
+    """Q as ``(rows, kv_heads, heads // kv_heads, head_dim)``; K and V as ``(rows, kv_heads, 1, head_dim)``.
+
+    Q's query heads are grouped by the KV head they read, as rows of one attention call.
+    """
     rows, heads, kv_heads, head_dim = hidden.shape[0], layout.heads, layout.kv_heads, layout.head_dim
     mixed = F.linear(rms_norm(hidden, norm, layout.eps), qkv, qkv_bias)
     q_width, kv_width = heads * head_dim, kv_heads * head_dim
@@ -307,7 +312,7 @@ def _wanted(mode: str, device: torch.device) -> str:
     return mode
 
 
-def disagreement(kv: StaticKV, step: Callable[[int, int], torch.Tensor]) -> float:
+def disagreement(kv: StaticKV, step: StepRunner) -> float:
     """How far ``step``'s logits are from transformers' on one real decode (relative to their size).
 
     Two rows at different positions, each attending to a different run of random history
@@ -338,7 +343,7 @@ def disagreement(kv: StaticKV, step: Callable[[int, int], torch.Tensor]) -> floa
     return float((got - expected).abs().max() / scale)
 
 
-def choose_step(kv: StaticKV, mode: str) -> tuple[str, Callable[[int, int], torch.Tensor] | None]:
+def choose_step(kv: StaticKV, mode: str) -> tuple[str, StepRunner | None]:
     """The step ``kv`` decodes with: ``(name, step)``, or ``("transformers", None)`` for its own.
 
     ``mode`` is the ``decode_step`` setting. A written-out step is used only when the model's

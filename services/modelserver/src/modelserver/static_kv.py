@@ -206,7 +206,7 @@ class StaticKV:
         self.runner: StepRunner | None = None
         """Set by :mod:`modelserver.cuda_graphs` once graphs are captured; None → eager steps."""
         self.compute: StepRunner = self.transformers_step
-        """What a step runs (and graphs capture): transformers' forward, or :mod:`modelserver.fused_step`'s."""
+        """What a step runs (graphs capture it): transformers' forward or :mod:`modelserver.fused_step`'s."""
         self.step_name = "transformers"
         self.graph_steps = 0
         self.eager_steps = 0
