@@ -1,4 +1,4 @@
-"""``bench/engine_gpu.py --quick --profile`` runs end to end on the CPU and prints its tables (speed never asserted).
+"""``bench/engine_gpu.py --quick --profile`` runs on the CPU and prints its tables (speed not asserted).
 
 The quick run drives the real reasoner process with ``REASONER_STATIC_KV=on``, so the static
 KV cache (eager on the CPU) serves real streamed HTTP requests here too.
