@@ -21,7 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_quick_mode_prints_the_table(tmp_path: Path) -> None:
     out = tmp_path / "engine_gpu.json"
     run = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "engine_gpu.py"), "--quick", "--profile", "--json", str(out)],
+        [sys.executable, str(REPO_ROOT / "bench" / "engine_gpu.py"), "--quick", "--profile", "--json", out],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
