@@ -3,9 +3,11 @@
 On the CPU it runs eagerly (``fused``), with transformers' arithmetic in transformers'
 order, so its logits match to float32 rounding and whole decodes give the same tokens. On
 CUDA the same functions are compiled and captured (``tests/modelserver/test_cuda_graphs.py``).
-Checked on both families it covers: GLM-4 (the reasoner's production architecture, its
-tiny checkpoint: interleaved partial rotary, QKV bias, sandwich norms, grouped KV heads)
-and Llama (SmolLM2, the embedded default: half rotary, separate gate and up projections).
+Checked on every family it covers: GLM-4 (the reasoner's production architecture, its
+tiny checkpoint: interleaved partial rotary, QKV bias, sandwich norms, grouped KV heads),
+GLM-4.6V's text model (vision ``glm``: M-RoPE tables; its whole decodes with images and
+joiners are ``tests/vision/test_glm_joining.py``'s) and Llama (SmolLM2, the embedded
+default: half rotary, separate gate and up projections).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from modelserver.static_kv import StaticKV  # noqa: E402
 
 from tests.modelserver import test_decoding as dynamic_tests  # noqa: E402
 from tests.modelserver.test_decoding import GREEDY, run  # noqa: E402
-from tests.support.tiny_models import GLM4_CHAT_TINY, tiny_model_path  # noqa: E402
+from tests.support.tiny_models import GLM4_CHAT_TINY, GLM46V_TINY, tiny_model_path  # noqa: E402
 
 tokenizer, llama, prompts = dynamic_tests.tokenizer, dynamic_tests.model, dynamic_tests.prompts
 
@@ -36,7 +38,17 @@ def glm() -> Any:
     return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
-@pytest.fixture(params=["glm", "llama"])
+@pytest.fixture(scope="module")
+def glm46v() -> Any:
+    path = tiny_model_path(GLM46V_TINY)
+    return transformers.AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def text_config(model: Any) -> Any:
+    return getattr(model.config, "text_config", None) or model.config
+
+
+@pytest.fixture(params=["glm", "glm46v", "llama"])
 def family(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(request.param)
 
@@ -55,7 +67,7 @@ def static(model: Any, *, slots: int = 4, max_len: int = 128, shortest_window: i
 @pytest.mark.parametrize("seed", range(6))
 def test_logits_match_transformers_step_for_any_rows_history_and_positions(family, seed) -> None:
     kv = static(family)
-    step = FusedStep(kv, ARCHITECTURES[family.config.model_type], compiled=False)
+    step = FusedStep(kv, ARCHITECTURES[text_config(family).model_type], compiled=False)
     gen = torch.Generator().manual_seed(seed)
     rows = int(torch.randint(1, kv.slots + 1, (1,), generator=gen))
     width = kv.length_buckets[int(torch.randint(0, len(kv.length_buckets), (1,), generator=gen))]
@@ -66,7 +78,7 @@ def test_logits_match_transformers_step_for_any_rows_history_and_positions(famil
     for row in range(rows):  # each row its own run of history ending at the shared column
         start = int(torch.randint(0, column + 1, (1,), generator=gen))
         kv.mask[row, :, :, start : column + 1] = 0.0
-    kv.input_ids[:rows, 0] = torch.randint(0, family.config.vocab_size, (rows,), generator=gen)
+    kv.input_ids[:rows, 0] = torch.randint(0, text_config(family).vocab_size, (rows,), generator=gen)
     kv.positions[:rows, 0] = torch.randint(0, 200, (rows,), generator=gen)
     kv.column.fill_(column)
     with torch.inference_mode():
@@ -127,7 +139,7 @@ def test_auto_is_fused_on_the_cpu_and_transformers_is_left_alone(glm) -> None:
 
 
 def test_an_architecture_without_a_written_out_step_keeps_transformers(glm, monkeypatch) -> None:
-    monkeypatch.setattr(glm.config, "model_type", "glm4v_text")
+    monkeypatch.setattr(glm.config, "model_type", "qwen2_moe")
     assert choose_step(static(glm), "auto") == ("transformers", None)
 
 

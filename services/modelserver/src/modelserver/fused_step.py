@@ -20,8 +20,7 @@ On CUDA the two stages (and the final norm with the LM head) go through ``torch.
 whose kernels fuse each run of elementwise work into one (``compiled``); the whole step is
 then captured in CUDA graphs as before (:mod:`modelserver.cuda_graphs`). ``fused`` runs the
 same functions eagerly (the CPU's choice: compiling there costs minutes at start-up). An
-architecture not in :data:`ARCHITECTURES` (GLM-4.6V's M-RoPE text model, for one) keeps
-transformers' own step (``transformers``).
+architecture not in :data:`ARCHITECTURES` keeps transformers' own step (``transformers``).
 
 :func:`choose_step` checks the step it built against transformers' step on one real
 decode before using it; a step that disagrees, or fails to build or compile, is logged and
@@ -112,9 +111,13 @@ def _separate_gate_up(mlp: Any) -> list[torch.Tensor]:
 
 ARCHITECTURES: dict[str, Architecture] = {
     "glm4": Architecture(interleave_tables, rotate_interleaved, True, _fused_gate_up),
+    # GLM-4.6V's text model: its rotary module already lays the M-RoPE tables out interleaved
+    # (in a decode step the three sections read the same position: the row's, offset included)
+    "glm4v_text": Architecture(whole_tables, rotate_interleaved, True, _fused_gate_up),
     "llama": Architecture(whole_tables, rotate_halves, False, _separate_gate_up),
 }
-"""``config.model_type`` → its layer's particulars (GLM-4 for the reasoner, Llama for SmolLM2)."""
+"""The text model's ``model_type`` → its layer's particulars (GLM-4: the reasoner; GLM-4.6V's
+text model: vision ``glm``; Llama: SmolLM2, the embedded reasoner)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,13 +256,13 @@ class FusedStep:
         config = getattr(model.config, "text_config", None) or model.config
         if getattr(config, "hidden_act", "silu") != "silu":
             raise ValueError(f"activation {config.hidden_act!r} (only silu is written out)")
-        inner = model.model
+        inner = model.get_decoder()  # the text model: GLM-4V's language model, a causal LM's body
         self.kv = kv
         self.architecture = architecture
         self.embed = inner.embed_tokens
         self.rotary_tables = inner.rotary_emb
         self.final_norm = inner.norm.weight
-        self.lm_head = model.lm_head.weight
+        self.lm_head = model.get_output_embeddings().weight
         self.layout = Layout(
             heads=int(config.num_attention_heads),
             kv_heads=kv.shape.kv_heads,

@@ -42,7 +42,9 @@ with its position (:mod:`vision.mrope`), so it decodes exactly as it would alone
 GPU fast path: on CUDA the rows decode in a static KV cache of ``VISION_MAX_BATCH_SIZE``
 slots whose step is captured in CUDA graphs (:mod:`modelserver.cuda_graphs`; settings
 ``VISION_STATIC_KV``, ``VISION_CUDA_GRAPHS``, ``VISION_KV_CACHE_GIB``,
-``VISION_KV_CACHE_MAX_LEN``), as the reasoner does; the CPU keeps the dynamic cache.
+``VISION_KV_CACHE_MAX_LEN``), as the reasoner does, and the step is the text model's
+written out and compiled (:mod:`modelserver.fused_step`, ``VISION_DECODE_STEP``); the CPU
+keeps the dynamic cache.
 """
 
 from __future__ import annotations
