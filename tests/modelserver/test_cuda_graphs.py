@@ -55,6 +55,7 @@ def test_graphs_replay_the_eager_tokens_with_rows_joining_and_leaving(glm, glm_t
     prompts = [glm_tokenizer.encode(t, add_special_tokens=False) for t in texts]
     kv = prepare_static_kv(glm, settings(), context=4096)
     assert kv is not None and kv.runner is not None, "capture failed (see the log)"
+    assert kv.step_name == "compiled"  # the written-out step, compiled before the capture (fused_step)
     seeded = SamplingParams(max_tokens=12, temperature=1.0, seed=3)
     short = SamplingParams(max_tokens=3, temperature=0.0)
     arrivals = {

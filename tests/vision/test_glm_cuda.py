@@ -44,6 +44,7 @@ def test_graphs_replay_the_dynamic_tokens_with_image_rows_joining(
     kv = graphs.static_kv
     assert dynamic.static_kv is None
     assert kv is not None and kv.runner is not None, "static cache or capture failed (see the log)"
+    assert kv.step_name == "compiled"  # the text model's written-out step, compiled (fused_step)
     before = kv.graph_steps
     first, arrivals = SCENARIOS[scenario]
     names = first + [name for _, joiners in sorted(arrivals.items()) for name in joiners]
