@@ -18,11 +18,10 @@ transformers = pytest.importorskip("transformers")
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-from modelserver.backend import SamplingParams  # noqa: E402
 from modelserver.cuda_graphs import prepare_static_kv  # noqa: E402
-from modelserver.decoding import JoiningRow  # noqa: E402
 
 from tests.modelserver.test_decoding import GREEDY, run  # noqa: E402
+from tests.modelserver.test_static_kv import assert_joiners_decode_as_alone  # noqa: E402
 from tests.support.tiny_models import GLM4_CHAT_TINY, tiny_model_path  # noqa: E402
 
 
@@ -56,26 +55,7 @@ def test_graphs_replay_the_eager_tokens_with_rows_joining_and_leaving(glm, glm_t
     kv = prepare_static_kv(glm, settings(), context=4096)
     assert kv is not None and kv.runner is not None, "capture failed (see the log)"
     assert kv.step_name == "compiled"  # the written-out step, compiled before the capture (fused_step)
-    seeded = SamplingParams(max_tokens=12, temperature=1.0, seed=3)
-    short = SamplingParams(max_tokens=3, temperature=0.0)
-    arrivals = {
-        2: [JoiningRow(prompts[1], GREEDY)],
-        4: [JoiningRow(prompts[2], seeded), JoiningRow(prompts[3], short)],
-    }
-    calls: list[int] = []
-
-    def join(running: int) -> list[JoiningRow]:
-        calls.append(running)
-        return arrivals.get(len(calls), [])
-
-    results, _ = run(glm, glm_tokenizer, [prompts[0]], [GREEDY], join=join, static_kv=kv)
-    expected = [
-        run(glm, glm_tokenizer, [prompts[0]], [GREEDY])[0][0].token_ids,
-        run(glm, glm_tokenizer, [prompts[1]], [GREEDY])[0][0].token_ids,
-        run(glm, glm_tokenizer, [prompts[2]], [seeded])[0][0].token_ids,
-        run(glm, glm_tokenizer, [prompts[3]], [short])[0][0].token_ids,
-    ]
-    assert [r.token_ids for r in results] == expected
+    assert_joiners_decode_as_alone(glm, glm_tokenizer, prompts, kv)
     assert kv.graph_steps > 0 and kv.eager_steps == 0
 
 

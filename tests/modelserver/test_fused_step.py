@@ -20,13 +20,10 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from modelserver import fused_step  # noqa: E402
-from modelserver.backend import SamplingParams  # noqa: E402
-from modelserver.decoding import JoiningRow  # noqa: E402
 from modelserver.fused_step import ARCHITECTURES, FusedStep, choose_step, disagreement  # noqa: E402
-from modelserver.static_kv import StaticKV  # noqa: E402
 
 from tests.modelserver import test_decoding as dynamic_tests  # noqa: E402
-from tests.modelserver.test_decoding import GREEDY, run  # noqa: E402
+from tests.modelserver.test_static_kv import assert_joiners_decode_as_alone, static  # noqa: E402
 from tests.support.tiny_models import GLM4_CHAT_TINY, GLM46V_TINY, tiny_model_path  # noqa: E402
 
 tokenizer, llama, prompts = dynamic_tests.tokenizer, dynamic_tests.model, dynamic_tests.prompts
@@ -53,20 +50,9 @@ def family(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(request.param)
 
 
-def static(model: Any, *, slots: int = 4, max_len: int = 128, shortest_window: int = 32) -> StaticKV:
-    return StaticKV(
-        model,
-        slots=slots,
-        max_len=max_len,
-        device="cpu",
-        dtype=torch.float32,
-        shortest_window=shortest_window,
-    )
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_logits_match_transformers_step_for_any_rows_history_and_positions(family, seed) -> None:
-    kv = static(family)
+    kv = static(family, max_len=128, shortest_window=32)
     step = FusedStep(kv, ARCHITECTURES[text_config(family).model_type], compiled=False)
     gen = torch.Generator().manual_seed(seed)
     rows = int(torch.randint(1, kv.slots + 1, (1,), generator=gen))
@@ -93,31 +79,12 @@ def test_logits_match_transformers_step_for_any_rows_history_and_positions(famil
 
 def test_whole_decodes_with_rows_joining_give_the_dynamic_paths_tokens(family, tokenizer) -> None:
     texts = ["Why is the total wrong?", "订单号", "a b c d e f g", "Say hello."]
-    encoded = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
-    seeded = SamplingParams(max_tokens=12, temperature=1.0, seed=3)
-    short = SamplingParams(max_tokens=3, temperature=0.0)
-    arrivals = {
-        2: [JoiningRow(encoded[1], GREEDY)],
-        4: [JoiningRow(encoded[2], seeded), JoiningRow(encoded[3], short)],
-    }
-    calls: list[int] = []
-
-    def join(running: int) -> list[JoiningRow]:
-        calls.append(running)
-        return arrivals.get(len(calls), [])
-
-    kv = static(family, max_len=64, shortest_window=16)
+    kv = static(family)
     kv.step_name, step = choose_step(kv, "fused")
     assert kv.step_name == "fused" and step is not None
     kv.compute = step
-    results, _ = run(family, tokenizer, [encoded[0]], [GREEDY], join=join, static_kv=kv)
-    expected = [
-        run(family, tokenizer, [encoded[0]], [GREEDY])[0][0].token_ids,
-        run(family, tokenizer, [encoded[1]], [GREEDY])[0][0].token_ids,
-        run(family, tokenizer, [encoded[2]], [seeded])[0][0].token_ids,
-        run(family, tokenizer, [encoded[3]], [short])[0][0].token_ids,
-    ]
-    assert [r.token_ids for r in results] == expected
+    encoded = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    assert_joiners_decode_as_alone(family, tokenizer, encoded, kv)
     assert kv.eager_steps > 0
 
 

@@ -73,12 +73,17 @@ def test_static_greedy_equals_the_dynamic_path(model, tokenizer, prompts) -> Non
     assert kv.eager_steps > 0 and kv.graph_steps == 0  # CPU: no graphs, the same step eagerly
 
 
-def test_rows_joining_and_leaving_mid_batch_decode_as_they_would_alone(model, tokenizer, prompts) -> None:
+def assert_joiners_decode_as_alone(
+    model: Any, tokenizer: Any, prompts: list[list[int]], kv: StaticKV
+) -> tuple[list[Any], Any]:
+    """Four rows (greedy, greedy, seeded, 3 tokens) join one running batch at steps 2 and 4 of ``kv``:
+    each must get the tokens it gets alone on the dynamic path. Returns the results and the sink."""
     seeded = SamplingParams(max_tokens=12, temperature=1.0, seed=3)
     short = SamplingParams(max_tokens=3, temperature=0.0)
+    params = [GREEDY, GREEDY, seeded, short]
     arrivals = {
-        3: [JoiningRow(prompts[1], GREEDY)],
-        5: [JoiningRow(prompts[2], seeded), JoiningRow(prompts[0], short)],
+        2: [JoiningRow(prompts[1], params[1])],
+        4: [JoiningRow(prompts[2], params[2]), JoiningRow(prompts[3], params[3])],
     }
     calls: list[int] = []
 
@@ -86,15 +91,17 @@ def test_rows_joining_and_leaving_mid_batch_decode_as_they_would_alone(model, to
         calls.append(running)
         return arrivals.get(len(calls), [])
 
-    kv = static(model)
-    results, sink = run(model, tokenizer, [prompts[0]], [GREEDY], join=join, static_kv=kv)
+    results, sink = run(model, tokenizer, [prompts[0]], [params[0]], join=join, static_kv=kv)
     assert tokens(results) == [
-        run(model, tokenizer, [prompts[0]], [GREEDY])[0][0].token_ids,
-        run(model, tokenizer, [prompts[1]], [GREEDY])[0][0].token_ids,
-        run(model, tokenizer, [prompts[2]], [seeded])[0][0].token_ids,
-        run(model, tokenizer, [prompts[0]], [short])[0][0].token_ids,
+        run(model, tokenizer, [prompt], [param])[0][0].token_ids
+        for prompt, param in zip(prompts, params, strict=True)
     ]
     assert set(sink.finished) == {0, 1, 2, 3}
+    return results, sink
+
+
+def test_rows_joining_and_leaving_mid_batch_decode_as_they_would_alone(model, tokenizer, prompts) -> None:
+    results, sink = assert_joiners_decode_as_alone(model, tokenizer, [*prompts, prompts[0]], static(model))
     assert sink.text(2) == tokenizer.decode(results[2].token_ids)
 
 
