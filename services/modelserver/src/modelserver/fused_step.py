@@ -97,16 +97,16 @@ class Architecture:
     rotate: Callable[[torch.Tensor], torch.Tensor]
     sandwich_norms: bool
     """GLM-4 also normalises the attention's and the MLP's output before each residual add."""
-    gate_up: Callable[[Any], list[torch.Tensor]]
-    """The MLP's gate and up weights, gate first."""
+    gate_up: Callable[[Any], list[Any]]
+    """The MLP's gate and up projections (one module, or two), gate first."""
 
 
-def _fused_gate_up(mlp: Any) -> list[torch.Tensor]:
-    return [mlp.gate_up_proj.weight]
+def _fused_gate_up(mlp: Any) -> list[Any]:
+    return [mlp.gate_up_proj]
 
 
-def _separate_gate_up(mlp: Any) -> list[torch.Tensor]:
-    return [mlp.gate_proj.weight, mlp.up_proj.weight]
+def _separate_gate_up(mlp: Any) -> list[Any]:
+    return [mlp.gate_proj, mlp.up_proj]
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -219,12 +219,6 @@ def _concatenated(modules: list[Any], name: str) -> torch.Tensor | None:
 def _layer_weights(layer: Any, architecture: Architecture) -> LayerWeights:
     attn, mlp = layer.self_attn, layer.mlp
     qkv_modules = [attn.q_proj, attn.k_proj, attn.v_proj]
-    gate_up = architecture.gate_up(mlp)
-    if len(gate_up) > 1:
-        joined = torch.cat([w.data for w in gate_up])
-        mlp.gate_proj.weight.data, mlp.up_proj.weight.data = joined.chunk(2)
-    else:
-        joined = gate_up[0].data
     if architecture.sandwich_norms:
         post_attention, mlp_norm, post_mlp = (
             layer.post_self_attn_layernorm.weight,
@@ -233,16 +227,16 @@ def _layer_weights(layer: Any, architecture: Architecture) -> LayerWeights:
         )
     else:
         post_attention, mlp_norm, post_mlp = None, layer.post_attention_layernorm.weight, None
-    weight = _concatenated(qkv_modules, "weight")
-    assert weight is not None
+    qkv, gate_up = _concatenated(qkv_modules, "weight"), _concatenated(architecture.gate_up(mlp), "weight")
+    assert qkv is not None and gate_up is not None
     return LayerWeights(
         norm=layer.input_layernorm.weight,
-        qkv=weight,
+        qkv=qkv,
         qkv_bias=_concatenated(qkv_modules, "bias"),
         o_proj=attn.o_proj.weight,
         post_attention_norm=post_attention,
         mlp_norm=mlp_norm,
-        gate_up=joined,
+        gate_up=gate_up,
         down=mlp.down_proj.weight,
         post_mlp_norm=post_mlp,
     )
