@@ -38,6 +38,8 @@ class ReasonerSettings(ModelServerSettings):
     model: str | None = "embedded:smollm2"
     cache_dir: Path = default_cache_dir()
     """Where embedded models are converted to safetensors (once; later starts read it)."""
+    cpu_linear: bool = True
+    """On the CPU in float32: linear weights laid out for small batches (:mod:`modelserver.cpu_linear`)."""
 
     @field_validator("model")
     @classmethod
