@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from modelserver.cpu_linear import (
-    PackedHead,
+    PackedLinear,
     applies,
     packed_gemm_available,
     prepare_cpu_linears,
@@ -47,10 +47,11 @@ def test_a_column_major_linear_keeps_its_values_and_parameter() -> None:
 
 
 @needs_mkl
-def test_the_packed_head_matches_a_plain_linear_at_every_batch_size() -> None:
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_packed_linear_matches_a_plain_one_at_every_batch_size(bias: bool) -> None:
     torch.manual_seed(1)
-    linear = nn.Linear(64, 1000, bias=False)
-    head = PackedHead(linear, rows=8)
+    linear = nn.Linear(64, 1000, bias=bias)
+    head = PackedLinear(linear, rows=8)
     x = torch.randn(12, 64)
     with torch.inference_mode():
         for rows in range(1, 13):  # fewer rows are padded; more fall back to the plain weight
@@ -59,13 +60,13 @@ def test_the_packed_head_matches_a_plain_linear_at_every_batch_size() -> None:
 
 
 @needs_mkl
-def test_a_row_of_the_packed_head_does_not_depend_on_what_else_is_batched() -> None:
+def test_a_row_of_a_packed_linear_does_not_depend_on_what_else_is_batched() -> None:
     torch.manual_seed(2)
-    head = PackedHead(nn.Linear(64, 500, bias=False), rows=8)
+    head = PackedLinear(nn.Linear(64, 500, bias=False), rows=8)
     x = torch.randn(8, 64)
     with torch.inference_mode():
         batched = head(x)
-        for rows in range(1, 9):
+        for rows in range(2, 9):  # one row takes the GEMV path
             assert torch.equal(head(x[:rows]), batched[:rows])  # bit for bit: padding never mixes in
 
 
@@ -74,11 +75,13 @@ def test_prepare_lays_out_every_linear_and_packs_the_tied_head() -> None:
     model = tiny_llama(tied=True)
     embeddings = model.get_input_embeddings().weight
     report = prepare_cpu_linears(model, rows=4)
-    assert report.column_major == 2 * 7  # q, k, v, o, gate, up, down per layer
-    assert report.packed_head_rows == 4 and report.extra_bytes > 0
+    assert report.linears == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer, and the head
+    assert report.packed_rows == 4 and report.extra_bytes > 0
     head = model.get_output_embeddings()
-    assert isinstance(head, PackedHead)
-    assert head.weight is embeddings  # still tied: the embeddings are not copied
+    assert isinstance(head, PackedLinear)
+    assert head.weight is embeddings and embeddings.is_contiguous()  # still tied, still row-major
+    projection = model.model.layers[1].mlp.down_proj
+    assert isinstance(projection, PackedLinear) and projection.weight.t().is_contiguous()
     assert "4 rows" in report.describe()
 
 

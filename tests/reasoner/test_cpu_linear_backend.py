@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from modelserver.backend import SamplingParams
-from modelserver.cpu_linear import PackedHead, packed_gemm_available
+from modelserver.cpu_linear import PackedLinear, packed_gemm_available
 from reasoner.backends import BACKENDS
 from reasoner.backends.transformers_backend import TransformersBackend
 from reasoner.config import ReasonerSettings
@@ -63,10 +63,11 @@ def test_the_layout_is_on_by_default_and_off_when_asked(
 ) -> None:
     assert ReasonerSettings().cpu_linear is True
     head = fast.model.get_output_embeddings()
-    assert isinstance(head, PackedHead) and head.rows == 8
-    assert not isinstance(plain.model.get_output_embeddings(), PackedHead)
+    assert isinstance(head, PackedLinear) and head.rows == 8
+    assert not isinstance(plain.model.get_output_embeddings(), PackedLinear)
     assert plain.model.model.layers[0].mlp.up_proj.weight.is_contiguous()
-    assert fast.model.model.layers[0].mlp.up_proj.weight.t().is_contiguous()
+    up = fast.model.model.layers[0].mlp.up_proj
+    assert isinstance(up, PackedLinear) and up.weight.t().is_contiguous()
 
 
 def test_a_batch_of_8_answers_token_for_token_as_before(

@@ -1,57 +1,51 @@
 """Float32 linears laid out for small-batch decoding on the CPU (the CPU's decode fast path).
 
-A decode step multiplies a few rows (one per live request) by every weight matrix. With
-``nn.Linear``'s row-major ``(out, in)`` weight, PyTorch's CPU ``addmm`` takes a GEMV-like
-path for up to 3 rows but a general SGEMM for 4 or more that repacks the whole weight on
-every call: at 8 rows a 576x576 projection took 440 us instead of 60, and the decode step
-of SmolLM2-135M was as slow at batch 8 as eight batch-1 steps would nearly be
-(``docs/performance.md``, "Reasoner on the CPU"). Two changes, both made once after loading:
+A decode step multiplies a few rows (one per live request) by every weight matrix, and
+on the CPU it is bound by reading the weights from memory. With ``nn.Linear``'s row-major
+``(out, in)`` weight, PyTorch's CPU ``addmm`` reads them at full speed for up to 3 rows
+(a GEMV-like path) but runs a general SGEMM for 4 or more that repacks each weight on every
+call: SmolLM2-135M's 30 layers of projections ran at 3.1 GB/s for 8 rows against 7.3 for
+one (``docs/performance.md``, "Reasoner on the CPU"). Two changes, made once after loading:
 
-* **column-major weights** (:func:`to_column_major`): each ``nn.Linear`` keeps its class and
-  its ``weight`` parameter, but the storage is the transposed matrix made contiguous
-  (``weight`` is its ``.t()`` view, so the memory is the same and ``state_dict`` still
-  reads it). ``F.linear`` then multiplies by a contiguous ``(in, out)`` matrix, which MKL
-  runs at the same cost for 1 to 8 rows;
-* **a prepacked LM head** (:class:`PackedHead`): the vocabulary projection (49k x 576 for
-  SmolLM2, a fifth of its weights, and tied to the input embeddings) gets its own copy in
-  MKL's packed GEMM format for ``rows`` rows; a step with fewer rows is padded to ``rows``
-  (rows never mix: padding costs compute, not results), more rows use the plain weight.
+* **column-major weights** (:func:`to_column_major`): each weight's storage becomes its
+  transpose made contiguous (``weight`` is the ``.t()`` view of it: same values, same
+  parameter, same memory). One row still runs at full speed (7.8 GB/s), 8 rows at 4.3;
+* **packed copies** (:class:`PackedLinear`): each linear also holds its weight in MKL's
+  packed GEMM format for ``rows`` rows (``REASONER_MAX_BATCH_SIZE``); 2 to ``rows`` rows
+  are padded to ``rows`` (rows never mix in a GEMM: the padding costs compute, never
+  changes a real row) and run on it at 6.4 GB/s. One row and longer inputs (prefill) use
+  the plain weight. The LM head keeps its row-major weight, which the input embeddings
+  share; only its packed copy is new. The copies cost about the weights' size once more.
 
-Only float32 weights on the CPU are touched, and nothing when MKL is missing. The result
-for one row differs from the untouched model's in the last bits only (a different SGEMM
-kernel); ``tests/reasoner/test_cpu_linear_tokens.py`` checks greedy tokens stay the same.
+Only float32 weights on the CPU are touched, and nothing is packed where this torch build
+has no MKL. A row's logits differ from the untouched model's in the last bits only (other
+SGEMM kernels); ``tests/reasoner/test_cpu_linear_backend.py`` checks that greedy tokens
+on the real checkpoint stay the same.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True, slots=True)
 class CpuLinearReport:
     """What :func:`prepare_cpu_linears` changed (logged at start-up)."""
 
-    column_major: int
-    """How many ``nn.Linear`` weights were laid out column-major."""
-    packed_head_rows: int
-    """The row count the LM head is packed for (0: the head was left as it was)."""
+    linears: int
+    """How many float32 ``nn.Linear`` layers were laid out (column-major, and packed if ``packed_rows``)."""
+    packed_rows: int
+    """The row count the weights are packed for (0: not packed, column-major only)."""
     extra_bytes: int
-    """Memory added (the packed head's copy)."""
+    """About how much memory the packed copies add (their weights' size)."""
 
     def describe(self) -> str:
-        head = (
-            f"LM head packed for {self.packed_head_rows} rows"
-            if self.packed_head_rows
-            else "LM head as loaded"
-        )
-        return f"{self.column_major} linears column-major, {head}, +{self.extra_bytes / 2**20:.0f} MiB"
+        packed = f"packed for {self.packed_rows} rows" if self.packed_rows else "not packed"
+        return f"{self.linears} linears column-major, {packed}, about +{self.extra_bytes / 2**20:.0f} MiB"
 
 
 def applies(model: Any) -> bool:
@@ -60,20 +54,21 @@ def applies(model: Any) -> bool:
 
 
 def prepare_cpu_linears(model: nn.Module, *, rows: int) -> CpuLinearReport:
-    """Lay out ``model``'s float32 linears for decoding ``rows`` rows at a time, in place."""
+    """Lay out ``model``'s float32 linears for decoding up to ``rows`` rows at a time, in place."""
     head = _output_head(model)
-    packed = 0
-    extra = 0
-    if head is not None and rows > 1 and packed_gemm_available():
-        packed_head = PackedHead(head, rows=rows)
-        _replace_output_head(model, packed_head)
-        packed, extra = rows, int(packed_head.packed_weight.nbytes)
-    count = 0
-    for module in model.modules():
-        if type(module) is nn.Linear and module.weight.dtype == torch.float32 and module is not head:
-            to_column_major(module)
+    pack = rows > 1 and packed_gemm_available()
+    count = extra = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is not nn.Linear or child.weight.dtype != torch.float32:
+                continue
+            if child is not head:  # the head's weight is the input embeddings' too: left row-major
+                to_column_major(child)
+            if pack:
+                setattr(parent, name, PackedLinear(child, rows=rows))
+                extra += child.weight.nbytes
             count += 1
-    return CpuLinearReport(column_major=count, packed_head_rows=packed, extra_bytes=extra)
+    return CpuLinearReport(linears=count, packed_rows=rows if pack else 0, extra_bytes=int(extra))
 
 
 def to_column_major(linear: nn.Linear) -> None:
@@ -89,16 +84,19 @@ def packed_gemm_available() -> bool:
     return bool(torch.backends.mkl.is_available()) and hasattr(torch.ops.mkl, "_mkl_linear")
 
 
-class PackedHead(nn.Module):
-    """An LM head whose weight is prepacked for MKL's GEMM at ``rows`` rows; fewer rows are padded."""
+class PackedLinear(nn.Module):
+    """A linear whose weight is also prepacked for MKL's GEMM at ``rows`` rows.
+
+    One row (GEMV) and more than ``rows`` rows (prefill) use the plain weight; 2 to
+    ``rows`` rows are padded to ``rows`` and use the packed copy.
+    """
 
     def __init__(self, linear: nn.Linear, *, rows: int) -> None:
         super().__init__()
         self.rows = rows
         self.in_features = linear.in_features
         self.out_features = linear.out_features
-        # The plain weight (still tied to the input embeddings) serves batches of more rows.
-        self.weight = linear.weight
+        self.weight = linear.weight  # a tied head's weight stays the embeddings' parameter
         self.bias = linear.bias
         with torch.no_grad():
             self.packed_weight: torch.Tensor = torch.ops.mkl._mkl_reorder_linear_weight(
@@ -108,9 +106,9 @@ class PackedHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         flat = hidden.reshape(-1, self.in_features)
         count = flat.shape[0]
-        if count > self.rows or flat.dtype != torch.float32:
+        if count == 1 or count > self.rows or flat.dtype != torch.float32:
             return nn.functional.linear(hidden, self.weight, self.bias)
-        if count < self.rows:
+        if count < self.rows:  # rows never mix in a GEMM: the padding changes no real row
             padded = flat.new_zeros((self.rows, self.in_features))
             padded[:count] = flat
             flat = padded
@@ -124,11 +122,3 @@ def _output_head(model: nn.Module) -> nn.Linear | None:
     if type(head) is nn.Linear and head.weight.dtype == torch.float32:
         return head
     return None
-
-
-def _replace_output_head(model: nn.Module, head: nn.Module) -> None:
-    setter = getattr(model, "set_output_embeddings", None)
-    if callable(setter):
-        setter(head)
-    else:
-        model.lm_head = head
