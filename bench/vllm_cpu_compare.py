@@ -39,6 +39,8 @@ Run from the repository root with the project venv::
     python bench/vllm_cpu_compare.py --rounds 1          # one round (~5 min)
     python bench/vllm_cpu_compare.py --reasoner-env REASONER_MAX_BATCH_SIZE=8
     python bench/vllm_cpu_compare.py --quick             # FlashSight only, seconds (tests/bench smoke test)
+    python bench/vllm_cpu_compare.py --no-vllm --versus-env REASONER_CPU_LINEAR=false \\
+        --versus-env REASONER_MAX_BATCH_SIZE=4           # the defaults before issue 9 item 3, side by side
 
 vLLM is skipped (FlashSight only, said so) with ``--no-vllm``, ``--quick``, or when
 ``--vllm-python`` does not exist. Run it on a quiet machine (``uptime``): both servers
@@ -263,7 +265,7 @@ def print_table(servers: Sequence[Server], grid: Sequence[Scenario]) -> None:
     other = servers[1] if len(servers) > 1 else None
     head = "| answers (max_tokens) | load | mode | FlashSight tok/s | TTFT (streamed) / latency p50 / p95"
     if other is not None:
-        head += " | vLLM tok/s | vLLM TTFT / latency p50 / p95 | FlashSight / vLLM"
+        head += f" | {other.name} tok/s | {other.name} TTFT / latency p50 / p95 | FlashSight / {other.name}"
     print(head + " |")
     print("|" + "---|" * head.count("|"))
     for scenario in grid:
@@ -345,7 +347,12 @@ def start_servers(args: argparse.Namespace) -> list[Server]:
             ServiceProcess(module="reasoner", port_env="REASONER_PORT", env=env, startup_timeout=600),
         )
     ]
-    if args.use_vllm:
+    if args.versus_env:  # FlashSight against itself with other settings (a before/after), not vLLM
+        versus = {**env, **dict(kv.split("=", 1) for kv in args.versus_env)}
+        print(f"versus: python -m reasoner with {versus}")
+        process = ServiceProcess(module="reasoner", port_env="REASONER_PORT", env=versus, startup_timeout=600)
+        servers.append(Server("versus", process))
+    elif args.use_vllm:
         argv = [
             str(args.vllm_python), "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(args.checkpoint),
@@ -386,6 +393,13 @@ def main() -> int:
     parser.add_argument("--no-vllm", action="store_true", help="FlashSight only")
     parser.add_argument(
         "--reasoner-env", action="append", default=[], metavar="KEY=VALUE", help="a setting for the reasoner"
+    )
+    parser.add_argument(
+        "--versus-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="instead of vLLM, a second reasoner with these settings on top (before/after in one run)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: FlashSight only, 2 requests, 8/16 tokens"

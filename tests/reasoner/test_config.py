@@ -18,6 +18,17 @@ def test_defaults_serve_the_embedded_smollm2_on_port_9000(monkeypatch: pytest.Mo
     assert (settings.device, settings.dtype) == ("auto", "auto")
 
 
+def test_batches_of_8_and_the_cpu_linear_layout_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chosen by measurement (docs/performance.md, "Reasoner on the CPU"); the env still overrides."""
+    for name in ("REASONER_MAX_BATCH_SIZE", "REASONER_CPU_LINEAR"):
+        monkeypatch.delenv(name, raising=False)
+    settings = ReasonerSettings()
+    assert (settings.max_batch_size, settings.max_wait_ms, settings.cpu_linear) == (8, 10, True)
+    monkeypatch.setenv("REASONER_MAX_BATCH_SIZE", "2")
+    monkeypatch.setenv("REASONER_CPU_LINEAR", "false")
+    assert (ReasonerSettings().max_batch_size, ReasonerSettings().cpu_linear) == (2, False)
+
+
 @pytest.mark.parametrize(
     ("model", "served"),
     [

@@ -35,9 +35,14 @@ class ReasonerSettings(ModelServerSettings):
 
     port: int = 9000
     backend: str = "transformers"
+    max_batch_size: int = 8
+    """8, not the shared 4: on the CPU 8 concurrent answers then reach 3x+ the sequential rate
+    (``docs/performance.md``, "Reasoner on the CPU"); on a GPU these are the static cache's slots."""
     model: str | None = "embedded:smollm2"
     cache_dir: Path = default_cache_dir()
     """Where embedded models are converted to safetensors (once; later starts read it)."""
+    cpu_linear: bool = True
+    """On the CPU in float32: linear weights laid out for small batches (:mod:`modelserver.cpu_linear`)."""
 
     @field_validator("model")
     @classmethod

@@ -67,6 +67,7 @@ class TransformersBackend:
         log.info("loading weights from %s on %s as %s ...", source, device, str(dtype).removeprefix("torch."))
         self.model = load_model(source, device=device, dtype=dtype)
         self.max_context = context_length(self.model)
+        self._prepare_cpu_linears()
         from modelserver.structured import for_model
 
         self.structured = for_model(self.model, self.tokenizer)
@@ -84,6 +85,14 @@ class TransformersBackend:
             params / 1e6,
             self.max_context,
         )
+
+    def _prepare_cpu_linears(self) -> None:
+        """The CPU's decode fast path: weights laid out for batches of up to ``max_batch_size`` rows."""
+        from modelserver.cpu_linear import applies, prepare_cpu_linears
+
+        if self.settings.cpu_linear and applies(self.model):
+            report = prepare_cpu_linears(self.model, rows=self.settings.max_batch_size)
+            log.info("CPU linears: %s", report.describe())
 
     def warmup(self) -> None:
         from flashsight_common.schemas import ChatMessage
@@ -171,7 +180,6 @@ class TransformersBackend:
             rows.append(JoiningRow(prompt, request.sampling, constraint))
             subset.add(position)
         return rows
-
 
     def _constraint(self, request: GenerationRequest) -> Any:
         """The row's grammar: its tool calls' (:mod:`modelserver.tools`), else its response_format's."""

@@ -1,0 +1,84 @@
+"""The reasoner with its CPU linear layout (``REASONER_CPU_LINEAR``, on by default) answers as without it.
+
+The real embedded SmolLM2 (float32 on the CPU), greedy, the prompts of the CPU benches:
+a batch of 8 (the packed LM head's row count) and single rows must give the same text,
+token for token, as the model as loaded.
+"""
+
+from __future__ import annotations
+
+import pytest
+from modelserver.backend import SamplingParams
+from modelserver.cpu_linear import PackedLinear, packed_gemm_available
+from reasoner.backends import BACKENDS
+from reasoner.backends.transformers_backend import TransformersBackend
+from reasoner.config import ReasonerSettings
+
+from tests.reasoner.test_transformers_backend import RecordingSink, chat
+
+pytestmark = pytest.mark.skipif(not packed_gemm_available(), reason="this torch build has no MKL packed GEMM")
+
+PROMPTS = [
+    "Explain step by step how a company should check an invoice before paying it.",
+    "Describe in detail why a web page might load slowly and how to fix each cause.",
+    "Write a careful explanation of what a login error usually means and what to try.",
+    "Explain how to read a sales chart that shows falling revenue, with examples.",
+    "Give detailed advice for organising receipts for a small business.",
+    "Explain the difference between a quote, an order and an invoice, with examples.",
+    "Describe how to investigate an order that has not shipped after a week.",
+    "Explain what a due date on an invoice means and what happens when it passes.",
+]
+GREEDY_32 = SamplingParams(max_tokens=32, temperature=0.0)
+
+
+def smollm2(*, cpu_linear: bool) -> TransformersBackend:
+    settings = ReasonerSettings(
+        model="embedded:smollm2", device="cpu", max_batch_size=8, cpu_linear=cpu_linear
+    )
+    backend = BACKENDS["transformers"](settings)
+    assert isinstance(backend, TransformersBackend)
+    backend.load()
+    return backend
+
+
+@pytest.fixture(scope="module")
+def plain() -> TransformersBackend:
+    return smollm2(cpu_linear=False)
+
+
+@pytest.fixture(scope="module")
+def fast() -> TransformersBackend:
+    return smollm2(cpu_linear=True)
+
+
+def answers(backend: TransformersBackend, prompts: list[str]) -> dict[int, str]:
+    sink = RecordingSink()
+    backend.generate([chat(p, sampling=GREEDY_32) for p in prompts], sink)
+    assert not sink.failed
+    return sink.text
+
+
+def test_the_layout_is_on_by_default_and_off_when_asked(
+    plain: TransformersBackend, fast: TransformersBackend
+) -> None:
+    assert ReasonerSettings().cpu_linear is True
+    head = fast.model.get_output_embeddings()
+    assert isinstance(head, PackedLinear) and head.rows == 8
+    assert not isinstance(plain.model.get_output_embeddings(), PackedLinear)
+    assert plain.model.model.layers[0].mlp.up_proj.weight.is_contiguous()
+    up = fast.model.model.layers[0].mlp.up_proj
+    assert isinstance(up, PackedLinear) and up.weight.t().is_contiguous()
+
+
+def test_a_batch_of_8_answers_token_for_token_as_before(
+    plain: TransformersBackend, fast: TransformersBackend
+) -> None:
+    expected = answers(plain, PROMPTS)
+    assert answers(fast, PROMPTS) == expected
+    assert all(len(text) > 60 for text in expected.values())  # real answers, not early EOS
+
+
+def test_single_rows_answer_token_for_token_as_before(
+    plain: TransformersBackend, fast: TransformersBackend
+) -> None:
+    assert answers(fast, PROMPTS[:1]) == answers(plain, PROMPTS[:1])
