@@ -14,20 +14,11 @@ from reasoner.backends import BACKENDS
 from reasoner.backends.transformers_backend import TransformersBackend
 from reasoner.config import ReasonerSettings
 
+from bench.reasoner_batching import PROMPTS  # the bench's open questions: answers run to max_tokens
 from tests.reasoner.test_transformers_backend import RecordingSink, chat
 
 pytestmark = pytest.mark.skipif(not packed_gemm_available(), reason="this torch build has no MKL packed GEMM")
 
-PROMPTS = [
-    "Explain step by step how a company should check an invoice before paying it.",
-    "Describe in detail why a web page might load slowly and how to fix each cause.",
-    "Write a careful explanation of what a login error usually means and what to try.",
-    "Explain how to read a sales chart that shows falling revenue, with examples.",
-    "Give detailed advice for organising receipts for a small business.",
-    "Explain the difference between a quote, an order and an invoice, with examples.",
-    "Describe how to investigate an order that has not shipped after a week.",
-    "Explain what a due date on an invoice means and what happens when it passes.",
-]
 GREEDY_32 = SamplingParams(max_tokens=32, temperature=0.0)
 
 
