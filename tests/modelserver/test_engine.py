@@ -231,6 +231,57 @@ async def test_engine_refuses_work_when_not_running() -> None:
         engine.submit(request("hi"))
 
 
+class ThreadRecordingBackend(FakeBackend):
+    """Records the thread that loads, warms up and generates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: dict[str, int] = {}
+
+    def load(self) -> None:
+        self.threads["load"] = threading.get_ident()
+
+    def warmup(self) -> str:
+        self.threads["warmup"] = threading.get_ident()
+        return "warm"
+
+    def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
+        self.threads["generate"] = threading.get_ident()
+        super().generate(batch, sink)
+
+
+async def test_the_model_is_loaded_warmed_up_and_run_on_one_thread() -> None:
+    """One thread runs the model (OpenMP keeps a team per thread: see modelserver.engine)."""
+    backend = ThreadRecordingBackend()
+    engine = Engine(backend, max_batch_size=2, max_wait_s=0, max_queue=4)
+    try:
+        await engine.prepare(backend.load)
+        assert await engine.prepare(backend.warmup) == "warm"
+        with pytest.raises(NotReadyError):  # prepared, not yet serving
+            engine.submit(request("hi"))
+        engine.start()
+        assert (await engine.complete(request("say:ok"))).text == "ok"
+        assert len(set(backend.threads.values())) == 1
+        assert threading.get_ident() not in backend.threads.values()
+        with pytest.raises(RuntimeError, match="before start"):
+            await engine.prepare(backend.load)
+    finally:
+        engine.stop()
+
+
+async def test_a_failed_preparation_reaches_its_caller_and_the_engine_still_stops() -> None:
+    engine = Engine(FakeBackend(), max_batch_size=1, max_wait_s=0, max_queue=4)
+
+    def broken() -> None:
+        raise OSError("no weights at /models/x")
+
+    with pytest.raises(OSError, match="no weights"):
+        await engine.prepare(broken)
+    started = time.monotonic()
+    await asyncio.to_thread(engine.stop)  # never started serving: the thread ends at once
+    assert time.monotonic() - started < 1.0 and not engine.running
+
+
 async def test_stop_fails_waiting_requests_and_cancels_the_running_batch() -> None:
     backend = FakeBackend(step_s=0.01, token_chars=1)
     engine = Engine(backend, max_batch_size=1, max_wait_s=0, max_queue=8)

@@ -1,9 +1,10 @@
 """The app factory every model service builds on: routes, errors, middleware, lifespan.
 
 A service calls :func:`create_model_app` with its settings and its backend dispatch
-table (name → factory). Start-up builds the backend, then loads and warms it up in a
-thread while the server already answers ``/healthz`` (and ``/readyz`` with 503
-"loading"), then starts the batching engine and reports ready.
+table (name → factory). Start-up builds the backend, then loads and warms it up on the
+batching engine's thread (the one thread that runs the model, :mod:`modelserver.engine`)
+while the server already answers ``/healthz`` (and ``/readyz`` with 503 "loading"), then
+starts the engine serving and reports ready.
 """
 
 from __future__ import annotations
@@ -104,11 +105,11 @@ async def _load_and_start(
     try:
         started = time.perf_counter()
         logger.info("loading %s on device=%s dtype=%s ...", name, settings.device, settings.dtype)
-        await asyncio.to_thread(backend.load)
+        await engine.prepare(backend.load)
         loaded = time.perf_counter()
         logger.info("loaded %s in %.1fs; warming up ...", name, loaded - started)
         readiness.phase = "warming_up"
-        await asyncio.to_thread(backend.warmup)
+        await engine.prepare(backend.warmup)
         logger.info("warmed up in %.1fs", time.perf_counter() - loaded)
         engine.start()
         app.state.engine = engine

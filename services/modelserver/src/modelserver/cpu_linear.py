@@ -1,31 +1,34 @@
-"""Float32 linears laid out for small-batch decoding on the CPU (the CPU's decode fast path).
+"""Float32 linears packed for oneDNN's inner product: the CPU's fast path for decode and prefill.
 
-A decode step multiplies a few rows (one per live request) by every weight matrix, and
-on the CPU it is bound by reading the weights from memory. With ``nn.Linear``'s row-major
-``(out, in)`` weight, PyTorch's CPU ``addmm`` reads them at full speed for up to 3 rows
-(a GEMV-like path) but runs a general SGEMM for 4 or more that repacks each weight on every
-call: SmolLM2-135M's 30 layers of projections ran at 3.1 GB/s for 8 rows against 7.3 for
-one (``docs/performance.md``, "Reasoner on the CPU"). Two changes, made once after loading:
+A decode step multiplies a few rows (one per live request) by every weight matrix, so on
+the CPU it is bound by how fast the weights stream from memory. PyTorch's ``nn.Linear``
+runs that through a BLAS call on a plain row-major weight, which on this project's 2-core
+AMD EPYC (AVX-512) reads SmolLM2-135M's 30 layers of projections at 12.4 GB/s for one
+row and 10.5 GB/s for 8 (MKL's own packed GEMM, this module's earlier layout, managed
+8.0); the machine streams memory at 33 GB/s. oneDNN's inner product over a weight
+reordered once into its blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, what
+vLLM's CPU build and inductor use) reads them at 19–21 GB/s for 1 to 8 rows, runs the
+8-prompt prefill at 203 GFLOPS instead of 164, and the 49k-row LM head in 3.4 ms instead
+of 9.5 (one row) and 4.0 instead of 17.3 (8 rows). Figures, commands and the machine:
+``docs/performance.md``, "Reasoner on the CPU".
 
-* **column-major weights** (:func:`to_column_major`): each weight's storage becomes its
-  transpose made contiguous (``weight`` is the ``.t()`` view of it: same values, same
-  parameter, same memory). One row still runs at full speed (7.8 GB/s), 8 rows at 4.3;
-* **packed copies** (:class:`PackedLinear`): each linear also holds its weight in MKL's
-  packed GEMM format for ``rows`` rows (``REASONER_MAX_BATCH_SIZE``); 2 to ``rows`` rows
-  are padded to ``rows`` (rows never mix in a GEMM: the padding costs compute, never
-  changes a real row) and run on it at 6.4 GB/s. One row and longer inputs (prefill) use
-  the plain weight. The LM head keeps its row-major weight, which the input embeddings
-  share; only its packed copy is new. Memory: SmolLM2-135M's reasoner starts at 1.98 GiB
-  resident instead of 1.00 (measured: ``docs/performance.md``).
+:func:`prepare_cpu_linears` replaces every float32 ``nn.Linear`` of a model on the CPU by a
+:class:`PackedLinear` that holds the packed weight **instead of** the plain one, so the
+weights take no more memory than before. The output head keeps its plain ``weight`` too
+(the input embeddings share it, and code that reads the vocabulary size looks at it), so
+its packed copy is the only memory added (SmolLM2-135M: 108 MiB).
 
-Only float32 weights on the CPU are touched, and nothing is packed where this torch build
-has no MKL. A row's logits differ from the untouched model's in the last bits only (other
-SGEMM kernels); ``tests/reasoner/test_cpu_linear_backend.py`` checks that greedy tokens
-on the real checkpoint stay the same.
+A row's result does not depend on the other rows of the call, whatever their number (one
+decoding row, 8, or a 400-token prefill give the same bits for it: tested), so batching
+never changes a greedy answer. Against ``nn.Linear`` a result differs in the last bits
+(another summation order); ``tests/reasoner/test_cpu_linear_backend.py`` checks that the
+real checkpoint's greedy answers stay the same. Where this torch build has no oneDNN
+(or it refuses float32 packing), the model is left as it is.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,15 +41,19 @@ class CpuLinearReport:
     """What :func:`prepare_cpu_linears` changed (logged at start-up)."""
 
     linears: int
-    """How many float32 ``nn.Linear`` layers were laid out (column-major, and packed if ``packed_rows``)."""
+    """How many float32 ``nn.Linear`` layers were packed (0: none, or oneDNN is not available)."""
     packed_rows: int
-    """The row count the weights are packed for (0: not packed, column-major only)."""
+    """The batch size the packing was tuned for (``MAX_BATCH_SIZE``); any row count runs on it."""
     extra_bytes: int
-    """About how much memory the packed copies add (their weights' size)."""
+    """Memory added: the output head's packed copy (the other linears trade their weight for it)."""
 
     def describe(self) -> str:
-        packed = f"packed for {self.packed_rows} rows" if self.packed_rows else "not packed"
-        return f"{self.linears} linears column-major, {packed}, about +{self.extra_bytes / 2**20:.0f} MiB"
+        if not self.linears:
+            return "nothing packed (no float32 linears, or no oneDNN float32 inner product in this torch build)"
+        return (
+            f"{self.linears} linears packed for oneDNN (tuned for {self.packed_rows} rows), "
+            f"about +{self.extra_bytes / 2**20:.0f} MiB"
+        )
 
 
 def applies(model: Any) -> bool:
@@ -55,66 +62,65 @@ def applies(model: Any) -> bool:
 
 
 def prepare_cpu_linears(model: nn.Module, *, rows: int) -> CpuLinearReport:
-    """Lay out ``model``'s float32 linears for decoding up to ``rows`` rows at a time, in place."""
+    """Replace ``model``'s float32 ``nn.Linear`` layers by :class:`PackedLinear` ones, in place."""
+    if not packed_linear_available():
+        return CpuLinearReport(linears=0, packed_rows=0, extra_bytes=0)
     head = _output_head(model)
-    pack = rows > 1 and packed_gemm_available()
     count = extra = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is not nn.Linear or child.weight.dtype != torch.float32:
                 continue
-            if child is not head:  # the head's weight is the input embeddings' too: left row-major
-                to_column_major(child)
-            if pack:
-                setattr(parent, name, PackedLinear(child, rows=rows))
-                extra += child.weight.nbytes
+            keep = child is head
+            setattr(parent, name, PackedLinear(child, rows=rows, keep_weight=keep))
             count += 1
-    return CpuLinearReport(linears=count, packed_rows=rows if pack else 0, extra_bytes=int(extra))
+            extra += child.weight.nbytes if keep else 0
+    return CpuLinearReport(linears=count, packed_rows=rows if count else 0, extra_bytes=int(extra))
 
 
-def to_column_major(linear: nn.Linear) -> None:
-    """Store ``linear``'s weight as its contiguous transpose (same values, same parameter name)."""
-    weight = linear.weight
-    if weight.dim() != 2 or weight.t().is_contiguous():
-        return
-    with torch.no_grad():
-        linear.weight = nn.Parameter(weight.detach().t().contiguous().t(), requires_grad=False)
+@functools.cache
+def packed_linear_available() -> bool:
+    """Whether this torch build packs and multiplies float32 weights with oneDNN (tried once)."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return False
+    try:
+        weight, x = torch.ones((8, 4)), torch.ones((2, 4))
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 2)
+        out = torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+    except RuntimeError:
+        return False
+    return bool(torch.equal(out, torch.full((2, 8), 4.0)))
 
 
-def packed_gemm_available() -> bool:
-    return bool(torch.backends.mkl.is_available()) and hasattr(torch.ops.mkl, "_mkl_linear")
+def is_packed(model: nn.Module) -> bool:
+    """True when :func:`prepare_cpu_linears` has packed ``model``'s linears."""
+    return any(isinstance(module, PackedLinear) for module in model.modules())
 
 
 class PackedLinear(nn.Module):
-    """A linear whose weight is also prepacked for MKL's GEMM at ``rows`` rows.
+    """A float32 linear whose weight lives in oneDNN's blocked layout (any number of rows).
 
-    One row (GEMV) and more than ``rows`` rows (prefill) use the plain weight; 2 to
-    ``rows`` rows are padded to ``rows`` and use the packed copy.
+    ``keep_weight`` keeps the plain ``weight`` as well (the output head: the embeddings
+    share it); other layers drop it, so ``weight`` is absent and the memory is the same.
     """
 
-    def __init__(self, linear: nn.Linear, *, rows: int) -> None:
+    def __init__(self, linear: nn.Linear, *, rows: int, keep_weight: bool = False) -> None:
         super().__init__()
         self.rows = rows
         self.in_features = linear.in_features
         self.out_features = linear.out_features
-        self.weight = linear.weight  # a tied head's weight stays the embeddings' parameter
+        if keep_weight:
+            self.weight = linear.weight
         self.bias = linear.bias
         with torch.no_grad():
-            self.packed_weight: torch.Tensor = torch.ops.mkl._mkl_reorder_linear_weight(
-                linear.weight.detach(), rows
-            )
+            # An opaque oneDNN tensor, not a parameter: nothing trains or saves it.
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), max(1, rows))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        flat = hidden.reshape(-1, self.in_features)
-        count = flat.shape[0]
-        if count == 1 or count > self.rows or flat.dtype != torch.float32:
-            return nn.functional.linear(hidden, self.weight, self.bias)
-        if count < self.rows:  # rows never mix in a GEMM: the padding changes no real row
-            padded = flat.new_zeros((self.rows, self.in_features))
-            padded[:count] = flat
-            flat = padded
-        out = torch.ops.mkl._mkl_linear(flat, self.packed_weight, self.weight, self.bias, self.rows)
-        return out[:count].reshape(*hidden.shape[:-1], self.out_features)
+        return torch.ops.mkldnn._linear_pointwise(hidden, self.packed, self.bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.rows} rows"
 
 
 def _output_head(model: nn.Module) -> nn.Linear | None:

@@ -7,6 +7,13 @@ The sink hands each decoded piece of text to the caller's event loop as it arriv
 (``loop.call_soon_threadsafe``), applies stop strings, and tells the backend which rows
 to stop decoding (stop string matched, or the caller went away).
 
+One thread runs the model: the backend is loaded and warmed up on the engine's own thread
+(:meth:`Engine.prepare`) before it serves from it. Each thread that runs torch's CPU ops
+keeps its own OpenMP team, and once the process holds more OpenMP workers than CPUs,
+libgomp stops letting idle workers spin (they sleep and are woken for every parallel
+region): on a 2-core CPU a model loaded in one thread decoded 1.3x slower in another
+(27 vs 21 tok/s, ``docs/performance.md``, "Reasoner on the CPU").
+
 Continuous batching: a backend that can add rows to a batch already decoding calls
 ``sink.admit(running)`` between steps; it gets the requests queued meanwhile (up to the
 free slots of ``max_batch_size``), so a request that just missed a batch starts after one
@@ -23,13 +30,17 @@ import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from modelserver.backend import Backend, GenerationRequest
 from modelserver.errors import BackendError, ModelServerError, NotReadyError, QueueFullError
 from modelserver.stops import StopMatcher
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +237,8 @@ class Engine:
         self._on_batch = on_batch
         self._queue: queue.Queue[_Row] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
+        self._jobs: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = queue.Queue()
+        self._serving = False
         self._stopping = threading.Event()
         self._running: _Sink | None = None
         self.batch_sizes: Counter[int] = Counter()
@@ -242,17 +255,31 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
+        return (
+            self._serving and self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
+        )
+
+    async def prepare(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (loading, warming up) on the engine's thread, before it serves; its result."""
+        if self._serving:
+            raise RuntimeError("engine already serving: prepare it before start()")
+        future: Future[T] = Future()
+        self._jobs.put((fn, future))
+        self._ensure_thread()
+        return await asyncio.wrap_future(future)
 
     def start(self) -> None:
-        if self._thread is not None:
+        """Serve requests from the engine's thread (after whatever :meth:`prepare` queued)."""
+        if self._serving:
             raise RuntimeError("engine already started")
-        self._thread = threading.Thread(target=self._work, name="modelserver-engine", daemon=True)
-        self._thread.start()
+        self._serving = True
+        self._jobs.put(None)
+        self._ensure_thread()
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Stop taking work, cancel running rows, fail queued requests, and join the worker."""
         self._stopping.set()
+        self._jobs.put(None)  # a thread still waiting for preparation jobs goes on to see the stop
         running = self._running
         for row in running.live_rows() if running is not None else ():
             row.cancelled = True
@@ -297,6 +324,23 @@ class Engine:
             return await collect(handle)
         finally:
             handle.cancel()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._main, name="modelserver-engine", daemon=True)
+            self._thread.start()
+
+    def _main(self) -> None:
+        """The engine's thread: the preparation jobs in order, then (from ``None`` on) the batches."""
+        while (job := self._jobs.get()) is not None:
+            fn, future = job
+            if not future.set_running_or_notify_cancel():  # its caller gave up waiting
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the awaiting caller
+                future.set_exception(exc)
+        self._work()
 
     def _work(self) -> None:
         while not self._stopping.is_set():

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 import torch.nn.functional as F
 
+from modelserver.cpu_linear import is_packed
+
 if TYPE_CHECKING:
     from modelserver.static_kv import StaticKV, StepRunner
 
@@ -344,11 +346,15 @@ def choose_step(kv: StaticKV, mode: str) -> tuple[str, StepRunner | None]:
     """The step ``kv`` decodes with: ``(name, step)``, or ``("transformers", None)`` for its own.
 
     ``mode`` is the ``decode_step`` setting. A written-out step is used only when the model's
-    family is in :data:`ARCHITECTURES` and its logits agree with transformers' within
-    :data:`TOLERANCE`; anything else is logged and falls back.
+    family is in :data:`ARCHITECTURES`, its projections hold plain weights (not the CPU's
+    oneDNN-packed ones, :mod:`modelserver.cpu_linear`) and its logits agree with
+    transformers' within :data:`TOLERANCE`; anything else is logged and falls back.
     """
     wanted = _wanted(mode, kv.device)
     if wanted == "transformers":
+        return "transformers", None
+    if is_packed(kv.model):  # its projections hold oneDNN-packed weights only: nothing to join
+        log.info("decode step: transformers' (the CPU linears are packed for oneDNN; REASONER_CPU_LINEAR)")
         return "transformers", None
     config = getattr(kv.model.config, "text_config", None) or kv.model.config
     model_type = getattr(config, "model_type", None)

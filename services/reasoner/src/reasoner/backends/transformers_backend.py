@@ -67,6 +67,7 @@ class TransformersBackend:
         log.info("loading weights from %s on %s as %s ...", source, device, str(dtype).removeprefix("torch."))
         self.model = load_model(source, device=device, dtype=dtype)
         self.max_context = context_length(self.model)
+        params = sum(p.numel() for p in self.model.parameters())  # before packing drops the plain weights
         self._prepare_cpu_linears()
         from modelserver.structured import for_model
 
@@ -77,7 +78,6 @@ class TransformersBackend:
         from modelserver.cuda_graphs import prepare_static_kv
 
         self.static_kv = prepare_static_kv(self.model, self.settings, context=self.max_context)
-        params = sum(p.numel() for p in self.model.parameters())
         log.info(
             "model %s ready: %s (%.0fM parameters, context %s)",
             self.model_id,
@@ -87,7 +87,7 @@ class TransformersBackend:
         )
 
     def _prepare_cpu_linears(self) -> None:
-        """The CPU's decode fast path: weights laid out for batches of up to ``max_batch_size`` rows."""
+        """The CPU's fast path: float32 weights packed for oneDNN, tuned for ``max_batch_size`` rows."""
         from modelserver.cpu_linear import applies, prepare_cpu_linears
 
         if self.settings.cpu_linear and applies(self.model):
