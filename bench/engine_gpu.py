@@ -594,8 +594,9 @@ def main() -> int:
         "REASONER_MAX_QUEUE": str(max(64, 4 * max(levels))),
         "REASONER_LOG_LEVEL": "info",
     }
-    if args.quick:  # the static cache runs eagerly on the CPU: the smoke test drives that path too
-        env["REASONER_STATIC_KV"] = "on"
+    if args.quick:  # the static cache runs eagerly on the CPU: the smoke test drives that path too,
+        env["REASONER_STATIC_KV"] = "on"  # with the GPU's written-out step (the CPU's packed linears
+        env["REASONER_CPU_LINEAR"] = "false"  # would keep transformers' step: modelserver.fused_step)
     env.update(dict(item.split("=", 1) for item in args.service_env))
     report: dict[str, Any] = {
         "shape": shape,

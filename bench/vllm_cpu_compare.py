@@ -6,7 +6,9 @@ Issue 9, item 3: the reasoner (``python -m reasoner``, its default settings unle
 SmolLM2-135M-Instruct checkpoint (``.cache/models/smollm2-135m-instruct``, written by
 ``make models``) in float32. Both are driven from outside through the HTTP API, interleaved
 (each scenario runs on one server, then on the other, the order alternating per round), so
-machine noise hits both alike:
+machine noise hits both alike. Each phase starts once neither server uses more than 5% of a
+core: vLLM's CPU worker keeps a core busy for about a second after its last request, which
+otherwise lands on the start of FlashSight's next phase (its first requests' TTFT):
 
 * 1 request at a time (**sequential**) and **8 concurrent**,
 * **plain** (one JSON answer) and **streamed** (SSE, ``stream_options.include_usage``),
@@ -74,6 +76,7 @@ DEFAULT_VLLM_PYTHON = Path("/work/vllm-venv/bin/python")
 VLLM_ENV = {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": "0-1"}
 GOAL_BATCHING = 3.0
 GOAL_VS_VLLM = 0.8
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # Open questions the model answers at length, so that rows run to max_tokens.
 PROMPTS = [
@@ -144,9 +147,9 @@ class Server:
             self.peak_rss = max(self.peak_rss, session_rss(self.process.pid))
 
 
-def session_rss(session: int) -> int:
-    """Resident bytes of every process in ``session`` (a server and the workers it spawned)."""
-    total = 0
+def session_stats(session: int) -> tuple[int, float]:
+    """Resident bytes and CPU seconds used so far by every process in ``session`` (a server and its workers)."""
+    rss, cpu = 0, 0.0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -155,12 +158,36 @@ def session_rss(session: int) -> int:
             fields = stat[stat.rindex(")") + 2 :].split()
             if int(fields[3]) != session:  # field 6 of stat: the session id
                 continue
+            cpu += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # fields 14, 15: utime, stime
             for line in (entry / "status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
+                    rss += int(line.split()[1]) * 1024
         except (OSError, ValueError, IndexError):
             continue  # the process ended meanwhile
-    return total
+    return rss, cpu
+
+
+def session_rss(session: int) -> int:
+    return session_stats(session)[0]
+
+
+def settle(
+    servers: Sequence[Server], *, window_s: float = 0.25, idle: float = 0.05, limit_s: float = 10.0
+) -> float:
+    """Wait until no server uses more than ``idle`` of a core (a server may spin on after its phase).
+
+    vLLM's CPU worker keeps a core busy for about a second after its last request; a phase
+    that started at once on the other server would share the cores with it. Returns the wait.
+    """
+    started = time.perf_counter()
+    sessions = [s.process.pid for s in servers if s.process.pid is not None]
+    while time.perf_counter() - started < limit_s:
+        before = [session_stats(pid)[1] for pid in sessions]
+        time.sleep(window_s)
+        used = [session_stats(pid)[1] - cpu for pid, cpu in zip(sessions, before, strict=True)]
+        if all(u <= idle * window_s for u in used):
+            break
+    return time.perf_counter() - started
 
 
 def body_for(prompt: int, scenario: Scenario) -> dict[str, Any]:
@@ -424,10 +451,12 @@ def main() -> int:
     try:
         for server in servers:  # warm-up, not measured
             asyncio.run(run_phase(server.process.base_url, Scenario("warm-up", 4, 1, False), 1))
+        settled: list[float] = []
         for round_index in range(args.rounds):
             print(f"round {round_index + 1}/{args.rounds}, load average {os.getloadavg()[0]:.2f}", flush=True)
             for scenario in grid:
                 for server in interleaved(servers, round_index):
+                    settled.append(settle(servers))
                     phase = asyncio.run(run_phase(server.process.base_url, scenario, args.requests))
                     server.phases.setdefault(scenario, []).append(phase)
                     server.sample_rss()
@@ -436,6 +465,10 @@ def main() -> int:
             server.process.close()
 
     print(f"\n{args.requests} requests per phase, temperature 0, {args.rounds} round(s), ranges over rounds")
+    print(
+        f"each phase started once no server used over 5% of a core (waited {min(settled):.1f}–"
+        f"{max(settled):.1f} s before a phase)"
+    )
     print_table(servers, grid)
     for server in servers:
         print(f"RSS {server.name}: {server.peak_rss / 2**30:.2f} GiB (whole process tree, peak of samples)")

@@ -14,7 +14,9 @@ from modelserver.cpu_linear import (
 from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
 
-pytestmark = pytest.mark.skipif(not packed_linear_available(), reason="this torch build has no oneDNN inner product")
+pytestmark = pytest.mark.skipif(
+    not packed_linear_available(), reason="this torch build has no oneDNN inner product"
+)
 
 
 def tiny_llama(*, tied: bool = True) -> LlamaForCausalLM:
@@ -66,7 +68,9 @@ def test_prepare_packs_every_linear_and_drops_the_plain_weights_but_the_heads() 
     embeddings = model.get_input_embeddings().weight
     before = sum(p.numel() for p in model.parameters())
     head_weight = model.get_output_embeddings().weight
-    projections = sum(m.weight.numel() for m in model.modules() if type(m) is nn.Linear and m.weight is not head_weight)
+    projections = sum(
+        m.weight.numel() for m in model.modules() if type(m) is nn.Linear and m.weight is not head_weight
+    )
     report = prepare_cpu_linears(model, rows=4)
     assert report.linears == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer, and the head
     assert report.packed_rows == 4

@@ -8,17 +8,19 @@ text, token for token, as the model as loaded.
 from __future__ import annotations
 
 import pytest
-from torch import nn
 from modelserver.backend import SamplingParams
 from modelserver.cpu_linear import PackedLinear, packed_linear_available
 from reasoner.backends import BACKENDS
 from reasoner.backends.transformers_backend import TransformersBackend
 from reasoner.config import ReasonerSettings
+from torch import nn
 
 from bench.reasoner_batching import PROMPTS  # the bench's open questions: answers run to max_tokens
 from tests.reasoner.test_transformers_backend import RecordingSink, chat
 
-pytestmark = pytest.mark.skipif(not packed_linear_available(), reason="this torch build has no oneDNN inner product")
+pytestmark = pytest.mark.skipif(
+    not packed_linear_available(), reason="this torch build has no oneDNN inner product"
+)
 
 GREEDY_32 = SamplingParams(max_tokens=32, temperature=0.0)
 

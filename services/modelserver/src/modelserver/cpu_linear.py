@@ -2,15 +2,19 @@
 
 A decode step multiplies a few rows (one per live request) by every weight matrix, so on
 the CPU it is bound by how fast the weights stream from memory. PyTorch's ``nn.Linear``
-runs that through a BLAS call on a plain row-major weight, which on this project's 2-core
-AMD EPYC (AVX-512) reads SmolLM2-135M's 30 layers of projections at 12.4 GB/s for one
-row and 10.5 GB/s for 8 (MKL's own packed GEMM, this module's earlier layout, managed
-8.0); the machine streams memory at 33 GB/s. oneDNN's inner product over a weight
-reordered once into its blocked layout (``torch.ops.mkldnn._reorder_linear_weight``, what
-vLLM's CPU build and inductor use) reads them at 19–21 GB/s for 1 to 8 rows, runs the
-8-prompt prefill at 203 GFLOPS instead of 164, and the 49k-row LM head in 3.4 ms instead
-of 9.5 (one row) and 4.0 instead of 17.3 (8 rows). Figures, commands and the machine:
-``docs/performance.md``, "Reasoner on the CPU".
+runs that through a BLAS call on the plain row-major weight; oneDNN's inner product over a
+weight reordered once into its blocked layout (``torch.ops.mkldnn._reorder_linear_weight``,
+what vLLM's CPU build and inductor use) streams it much faster. ``bench/cpu_linear_layouts.py``
+on this project's 2-core AMD EPYC (AVX-512), SmolLM2-135M's 30 layers of projections:
+
+* 1 row: 21.5 GB/s against 12.7 row-major (1.69x); 8 rows: 20.4 against 10.9 (1.86x;
+  MKL's packed GEMM, this module's earlier layout, ran at 7.7);
+* the 49k-row LM head: 4.0 ms against 9.4 (1 row) and 15.0 (8 rows);
+* a prefill of 368 tokens: 1.15x (projections), 1.42x (head).
+
+Figures, commands and the machine: ``docs/performance.md``, "Reasoner on the CPU". The
+ranking depends on the CPU: where oneDNN's row is not the fastest, run the bench and set
+``REASONER_CPU_LINEAR=false``.
 
 :func:`prepare_cpu_linears` replaces every float32 ``nn.Linear`` of a model on the CPU by a
 :class:`PackedLinear` that holds the packed weight **instead of** the plain one, so the
@@ -49,7 +53,9 @@ class CpuLinearReport:
 
     def describe(self) -> str:
         if not self.linears:
-            return "nothing packed (no float32 linears, or no oneDNN float32 inner product in this torch build)"
+            return (
+                "nothing packed (no float32 linears, or no oneDNN float32 inner product in this torch build)"
+            )
         return (
             f"{self.linears} linears packed for oneDNN (tuned for {self.packed_rows} rows), "
             f"about +{self.extra_bytes / 2**20:.0f} MiB"
@@ -120,7 +126,9 @@ class PackedLinear(nn.Module):
         return torch.ops.mkldnn._linear_pointwise(hidden, self.packed, self.bias, "none", [], "")
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.rows} rows"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, packed for {self.rows} rows"
+        )
 
 
 def _output_head(model: nn.Module) -> nn.Linear | None:

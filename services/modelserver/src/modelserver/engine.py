@@ -255,9 +255,8 @@ class Engine:
 
     @property
     def running(self) -> bool:
-        return (
-            self._serving and self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
-        )
+        alive = self._thread is not None and self._thread.is_alive()
+        return self._serving and alive and not self._stopping.is_set()
 
     async def prepare(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (loading, warming up) on the engine's thread, before it serves; its result."""
