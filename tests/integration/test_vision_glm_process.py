@@ -96,7 +96,10 @@ def test_glm_backend_streams_an_image_answer_over_http(service: ServiceProcess) 
         # request, not in one burst at the end.
         gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
         assert sum(gap > 0.0005 for gap in gaps) >= 5, gaps
-        assert arrivals[-1] - arrivals[0] > 0.4 * (arrivals[-1] - started)
+        # One burst at the end spreads over ~0 of the request; decoded text over most of what
+        # follows the prefill. The prefill (image and prompt) is a large share of a ~50 ms
+        # request on a loaded machine (measured 0.37 once in CI), hence 0.2, not more.
+        assert arrivals[-1] - arrivals[0] > 0.2 * (arrivals[-1] - started)
         usage = chunks[-1]["usage"]
         assert (
             usage["completion_tokens"] >= len(arrivals) and usage["prompt_tokens"] > 24
