@@ -144,7 +144,7 @@ class Server:
 
     def sample_rss(self) -> None:
         if self.process.pid is not None:
-            self.peak_rss = max(self.peak_rss, session_rss(self.process.pid))
+            self.peak_rss = max(self.peak_rss, session_stats(self.process.pid)[0])
 
 
 def session_stats(session: int) -> tuple[int, float]:
@@ -165,10 +165,6 @@ def session_stats(session: int) -> tuple[int, float]:
         except (OSError, ValueError, IndexError):
             continue  # the process ended meanwhile
     return rss, cpu
-
-
-def session_rss(session: int) -> int:
-    return session_stats(session)[0]
 
 
 def settle(

@@ -231,36 +231,19 @@ async def test_engine_refuses_work_when_not_running() -> None:
         engine.submit(request("hi"))
 
 
-class ThreadRecordingBackend(FakeBackend):
-    """Records the thread that loads, warms up and generates."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threads: dict[str, int] = {}
-
-    def load(self) -> None:
-        self.threads["load"] = threading.get_ident()
-
-    def warmup(self) -> str:
-        self.threads["warmup"] = threading.get_ident()
-        return "warm"
-
-    def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
-        self.threads["generate"] = threading.get_ident()
-        super().generate(batch, sink)
-
-
 async def test_the_model_is_loaded_warmed_up_and_run_on_one_thread() -> None:
     """One thread runs the model (OpenMP keeps a team per thread: see modelserver.engine)."""
-    backend = ThreadRecordingBackend()
+    backend = FakeBackend()
     engine = Engine(backend, max_batch_size=2, max_wait_s=0, max_queue=4)
     try:
         await engine.prepare(backend.load)
-        assert await engine.prepare(backend.warmup) == "warm"
+        assert await engine.prepare(lambda: "warm") == "warm"  # a job's result reaches its caller
+        await engine.prepare(backend.warmup)
         with pytest.raises(NotReadyError):  # prepared, not yet serving
             engine.submit(request("hi"))
         engine.start()
         assert (await engine.complete(request("say:ok"))).text == "ok"
+        assert set(backend.threads) == {"load", "warmup", "generate"}
         assert len(set(backend.threads.values())) == 1
         assert threading.get_ident() not in backend.threads.values()
         with pytest.raises(RuntimeError, match="before start"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import httpx
 import pytest
@@ -186,6 +187,16 @@ async def test_readiness_flips_after_warmup() -> None:
         ready = (await client.get("/readyz")).json()
         assert ready == {"status": "ready", "model": "fake-model", "calls_tools": False}
         assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
+
+
+async def test_the_app_loads_warms_up_and_serves_the_model_on_one_thread() -> None:
+    """Not the event loop's thread nor an executor's: the engine's (see modelserver.engine)."""
+    app, backend = build_app()
+    async with serve(app) as client:
+        assert (await client.post("/v1/chat/completions", json=chat())).status_code == 200
+    assert set(backend.threads) == {"load", "warmup", "generate"}
+    assert len(set(backend.threads.values())) == 1
+    assert threading.get_ident() not in backend.threads.values()
 
 
 async def test_load_failure_is_reported_by_readyz() -> None:

@@ -53,12 +53,16 @@ class FakeBackend:
         self.cancel_seen_at: dict[str, int] = {}
         """request_id → decode step at which ``sink.is_cancelled`` was first seen true."""
         self.lock = threading.Lock()
+        self.threads: dict[str, int] = {}
+        """``load`` / ``warmup`` / ``generate`` → the thread that last ran it."""
 
     def load(self) -> None:
+        self.threads["load"] = threading.get_ident()
         time.sleep(self.load_s)
         self.loaded = True
 
     def warmup(self) -> None:
+        self.threads["warmup"] = threading.get_ident()
         time.sleep(self.warmup_s)
         self.warmed = True
 
@@ -69,6 +73,7 @@ class FakeBackend:
             )
 
     def generate(self, batch: Sequence[GenerationRequest], sink: BatchSink) -> None:
+        self.threads["generate"] = threading.get_ident()
         self.batch_sizes.append(len(batch))
         if any("explode" in reply_for(r) for r in batch):
             raise RuntimeError("the fake model exploded")
